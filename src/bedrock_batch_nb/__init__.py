@@ -1,0 +1,1 @@
+"""Temporary minimal package init during integration."""

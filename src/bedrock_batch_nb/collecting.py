@@ -1,0 +1,152 @@
+"""How results come back: read each job's ``*.jsonl.out`` and ``manifest.json.out``, parse
+successes and error lines with the model's adapter, and join them to the input rows on
+``recordId``.
+
+Output order is not input order, lines may be blank, and a line may be damaged: every
+line is handled on its own, so one bad line never takes the other rows down with it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .models import ModelAdapter
+from .staging import position_of
+
+RESULT_COLUMNS = ("response", "embedding", "error", "input_tokens", "output_tokens")
+
+
+@dataclass
+class OutputStats:
+    """What one job's output files held."""
+
+    lines: int = 0
+    successes: int = 0
+    errors: int = 0
+    malformed: int = 0
+    unknown_record_ids: int = 0
+    manifest: dict[str, Any] | None = None
+    files: list[str] = field(default_factory=list)
+
+    def add(self, other: OutputStats) -> None:
+        self.lines += other.lines
+        self.successes += other.successes
+        self.errors += other.errors
+        self.malformed += other.malformed
+        self.unknown_record_ids += other.unknown_record_ids
+        self.files += other.files
+
+
+class Results:
+    """Per-row results held by input position until they become a DataFrame."""
+
+    def __init__(self, n_rows: int, adapter: ModelAdapter) -> None:
+        self.n_rows = n_rows
+        self.adapter = adapter
+        self.values: list[Any] = [None] * n_rows  # response text or embedding
+        self.errors: list[str | None] = [None] * n_rows
+        self.input_tokens = np.full(n_rows, np.nan)
+        self.output_tokens = np.full(n_rows, np.nan)
+        self.answered = np.zeros(n_rows, dtype=bool)
+
+    @property
+    def value_column(self) -> str:
+        return "embedding" if self.adapter.kind == "embedding" else "response"
+
+    def add_lines(self, lines: Iterable[bytes | str]) -> OutputStats:
+        """Parse output lines into the rows they belong to."""
+        stats = OutputStats()
+        for raw in lines:
+            if not raw.strip():
+                continue
+            stats.lines += 1
+            try:
+                record = json.loads(raw)
+                rid = record["recordId"]
+            except (ValueError, TypeError, KeyError):
+                stats.malformed += 1
+                continue
+            pos = position_of(rid) if isinstance(rid, str) else None
+            if pos is None or pos >= self.n_rows:
+                stats.unknown_record_ids += 1
+                continue
+            if "modelOutput" in record and record["modelOutput"] is not None:
+                try:
+                    out = self.adapter.parse_response(record["modelOutput"])
+                except (ValueError, TypeError, KeyError) as exc:
+                    self._set_error(pos, f"Unreadable model output: {exc}")
+                    stats.errors += 1
+                    continue
+                self.values[pos] = out.embedding if self.adapter.kind == "embedding" else out.response
+                self.errors[pos] = None
+                self.input_tokens[pos] = np.nan if out.input_tokens is None else out.input_tokens
+                self.output_tokens[pos] = np.nan if out.output_tokens is None else out.output_tokens
+                self.answered[pos] = True
+                stats.successes += 1
+            elif "error" in record:
+                if not self.answered[pos]:
+                    self._set_error(pos, error_message(record["error"]))
+                stats.errors += 1
+            else:
+                stats.malformed += 1
+        return stats
+
+    def _set_error(self, pos: int, message: str) -> None:
+        self.values[pos] = None
+        self.errors[pos] = message
+        self.answered[pos] = True
+
+    def mark_unanswered(self, start: int, stop: int, message: str) -> int:
+        """Give rows ``start:stop`` with no output line an error; return how many."""
+        missing = np.flatnonzero(~self.answered[start:stop]) + start
+        for pos in missing:
+            self._set_error(int(pos), message)
+        return len(missing)
+
+    def to_frame(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """The input rows (index and columns as given) with the result columns after them."""
+        out = rows.copy()
+        out[self.value_column] = pd.Series(self.values, index=rows.index, dtype=object)
+        out["error"] = pd.Series(self.errors, index=rows.index, dtype=object)
+        out["input_tokens"] = pd.array(_as_int(self.input_tokens), dtype="Int64")
+        out["output_tokens"] = pd.array(_as_int(self.output_tokens), dtype="Int64")
+        return out
+
+
+def _as_int(values: np.ndarray) -> list[int | None]:
+    return [None if np.isnan(v) else int(v) for v in values]
+
+
+def error_message(error: Any) -> str:
+    """``{"errorCode": 400, "errorMessage": "..."}`` → ``"400: ..."``."""
+    if isinstance(error, dict):
+        code = error.get("errorCode")
+        message = error.get("errorMessage") or json.dumps(error)
+        return f"{code}: {message}" if code is not None else str(message)
+    return str(error)
+
+
+def collect_job(s3: Any, bucket: str, job_prefix: str, results: Results) -> OutputStats:
+    """Read every ``.jsonl.out`` file and the manifest under ``job_prefix`` into ``results``."""
+    stats = OutputStats()
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=job_prefix):
+        for obj in page.get("Contents", []):
+            key = obj["Key"]
+            if key.endswith("manifest.json.out"):
+                body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+                try:
+                    stats.manifest = json.loads(body)
+                except ValueError:
+                    stats.manifest = None
+            elif key.endswith(".jsonl.out"):
+                body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+                stats.add(results.add_lines(body.iter_lines()))
+                stats.files.append(key)
+    return stats

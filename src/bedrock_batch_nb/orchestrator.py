@@ -1,0 +1,315 @@
+"""How jobs run: submit within the concurrency cap, poll, stop, hand finished jobs on.
+
+The :class:`Orchestrator` is a coroutine-driven loop.  It keeps at most
+``max_concurrent_jobs`` jobs submitted or in progress, submits the next chunk as soon as a
+poll sees a slot free, and polls the whole run with one paginated
+``ListModelInvocationJobs`` call filtered on the run id (not one call per job).  The poll
+interval starts at ``poll_interval`` and grows by half while nothing changes, up to
+``max_poll_interval``.  Blocking boto3 calls run in worker threads, so the loop never
+blocks.  It knows nothing about display: it publishes :class:`RunStatus` snapshots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .aws import error_code
+from .chunking import Chunk
+from .errors import BatchRunError
+
+ACTIVE_STATUSES = frozenset({"Submitted", "Validating", "Scheduled", "InProgress", "Stopping"})
+FINAL_STATUSES = frozenset({"Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired"})
+PENDING = "Pending"
+"""A chunk of ours that has not been submitted yet (not a Bedrock status)."""
+
+
+@dataclass
+class JobState:
+    """One chunk of the run and, once submitted, its Bedrock job."""
+
+    chunk: Chunk
+    name: str
+    input_uri: str
+    arn: str | None = None
+    status: str = PENDING
+    message: str | None = None
+    submitted_at: float | None = None
+    ended_at: float | None = None
+    total: int = 0
+    processed: int = 0
+    success: int = 0
+    errors: int = 0
+    collected: bool = False
+
+    @property
+    def job_id(self) -> str | None:
+        return self.arn.rsplit("/", 1)[-1] if self.arn else None
+
+    @property
+    def records(self) -> int:
+        return self.chunk.size
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """A snapshot of a run, safe to read from any thread."""
+
+    run_id: str
+    phase: str
+    """created, preparing, staging, running, stopping, collecting, done, stopped or failed."""
+    total_records: int
+    jobs: tuple[JobState, ...] = ()
+    started_at: float | None = None
+    finished_at: float | None = None
+    note: str | None = None
+
+    @property
+    def processed(self) -> int:
+        return sum(j.processed for j in self.jobs)
+
+    @property
+    def succeeded(self) -> int:
+        return sum(j.success for j in self.jobs)
+
+    @property
+    def failed(self) -> int:
+        return sum(j.errors for j in self.jobs)
+
+    @property
+    def active_jobs(self) -> int:
+        return sum(j.active for j in self.jobs)
+
+    @property
+    def finished_jobs(self) -> int:
+        return sum(j.final for j in self.jobs)
+
+    @property
+    def elapsed(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        return (self.finished_at or time.time()) - self.started_at
+
+    @property
+    def done(self) -> bool:
+        return self.phase in ("done", "stopped", "failed")
+
+    def jobs_frame(self) -> Any:
+        """One row per job: name, status, records and counts, times, message."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                {
+                    "job": j.chunk.index,
+                    "name": j.name,
+                    "status": j.status,
+                    "records": j.records,
+                    "processed": j.processed,
+                    "succeeded": j.success,
+                    "failed": j.errors,
+                    "submitted_at": pd.to_datetime(j.submitted_at, unit="s", utc=True),
+                    "ended_at": pd.to_datetime(j.ended_at, unit="s", utc=True),
+                    "job_arn": j.arn,
+                    "message": j.message,
+                }
+                for j in self.jobs
+            ]
+        )
+
+    def __str__(self) -> str:
+        return (
+            f"run {self.run_id}: {self.phase}, {self.finished_jobs}/{len(self.jobs)} jobs done, "
+            f"{self.active_jobs} active, {self.processed:,}/{self.total_records:,} records "
+            f"processed ({self.failed:,} failed), {self.elapsed:.1f}s"
+        )
+
+
+def client_request_token(run_id: str, job_name: str, input_uri: str) -> str:
+    """A deterministic idempotency token: resubmitting the same job cannot create a second."""
+    return hashlib.sha256(f"{run_id}\n{job_name}\n{input_uri}".encode()).hexdigest()
+
+
+@dataclass
+class SubmitSpec:
+    """What every job of a run is created with."""
+
+    run_id: str
+    model_id: str
+    role_arn: str
+    output_uri: str
+    invocation_type: str = "InvokeModel"
+    timeout_hours: int | None = None
+    kms_key_id: str | None = None
+    bucket_owner: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def request(self, job: JobState) -> dict[str, Any]:
+        owner = {"s3BucketOwner": self.bucket_owner} if self.bucket_owner else {}
+        kms = {"s3EncryptionKeyId": self.kms_key_id} if self.kms_key_id else {}
+        kwargs: dict[str, Any] = {
+            "jobName": job.name,
+            "roleArn": self.role_arn,
+            "modelId": self.model_id,
+            "clientRequestToken": client_request_token(self.run_id, job.name, job.input_uri),
+            "inputDataConfig": {
+                "s3InputDataConfig": {"s3Uri": job.input_uri, "s3InputFormat": "JSONL", **owner}
+            },
+            "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": self.output_uri, **kms, **owner}},
+        }
+        if self.invocation_type != "InvokeModel":
+            kwargs["modelInvocationType"] = self.invocation_type
+        if self.timeout_hours is not None:
+            kwargs["timeoutDurationInHours"] = self.timeout_hours
+        if self.tags:
+            kwargs["tags"] = [{"key": k, "value": v} for k, v in self.tags.items()]
+        return kwargs
+
+
+class Orchestrator:
+    """Runs the jobs of one run to their end; see the module docstring."""
+
+    def __init__(
+        self,
+        bedrock: Any,
+        spec: SubmitSpec,
+        jobs: list[JobState],
+        *,
+        max_concurrent_jobs: int,
+        poll_interval: float,
+        max_poll_interval: float,
+        on_change: Callable[[str | None], None],
+        on_job_final: Callable[[JobState], Awaitable[None]],
+    ) -> None:
+        self.bedrock = bedrock
+        self.spec = spec
+        self.jobs = jobs
+        self.max_concurrent_jobs = max_concurrent_jobs
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.on_change = on_change
+        self.on_job_final = on_job_final
+        self.stop_requested = asyncio.Event()
+        self.polls = 0
+        self._stop_sent = False
+
+    def pending(self) -> list[JobState]:
+        return [j for j in self.jobs if j.status == PENDING]
+
+    async def run(self) -> None:
+        interval = self.poll_interval
+        while True:
+            if self.stop_requested.is_set():
+                if not self._stop_sent:
+                    await self._stop_active()
+            else:
+                await self._submit_ready()
+            waiting = [] if self.stop_requested.is_set() else self.pending()
+            if not waiting and not any(j.active for j in self.jobs):
+                break
+            try:
+                await asyncio.wait_for(self.stop_requested.wait(), timeout=interval)
+            except asyncio.TimeoutError:
+                pass
+            changed = await asyncio.to_thread(self._poll)
+            for job in changed:
+                if job.final and not job.collected:
+                    await self.on_job_final(job)
+            self.on_change(None)
+            interval = (
+                self.poll_interval if changed else min(interval * 1.5, self.max_poll_interval)
+            )
+
+    async def _submit_ready(self) -> None:
+        for job in self.pending():
+            if sum(j.active for j in self.jobs) >= self.max_concurrent_jobs:
+                return
+            try:
+                response = await asyncio.to_thread(
+                    self.bedrock.create_model_invocation_job, **self.spec.request(job)
+                )
+            except Exception as exc:
+                code = error_code(exc)
+                if code == "ServiceQuotaExceededException":
+                    self.on_change(
+                        "Bedrock's concurrent-job quota is reached; waiting for a slot to free."
+                    )
+                    return
+                raise BatchRunError(
+                    f"Creating job {job.name} failed: {code or type(exc).__name__}: "
+                    f"{_message(exc)}"
+                ) from exc
+            job.arn = response["jobArn"]
+            job.status = "Submitted"
+            job.submitted_at = time.time()
+            self.on_change(None)
+
+    def _poll(self) -> list[JobState]:
+        """Refresh every submitted job with one paginated list call; return the changed."""
+        self.polls += 1
+        seen: dict[str, dict[str, Any]] = {}
+        paginator = self.bedrock.get_paginator("list_model_invocation_jobs")
+        for page in paginator.paginate(nameContains=self.spec.run_id, maxResults=1000):
+            for summary in page.get("invocationJobSummaries", []):
+                seen[summary["jobArn"]] = summary
+        changed = []
+        for job in self.jobs:
+            if job.arn is None or job.final:
+                continue
+            summary = seen.get(job.arn)
+            if summary is None:  # not listed yet (eventual consistency): ask for it alone
+                summary = self.bedrock.get_model_invocation_job(jobIdentifier=job.arn)
+            if _update(job, summary):
+                changed.append(job)
+        return changed
+
+    async def _stop_active(self) -> None:
+        self._stop_sent = True
+        for job in self.jobs:
+            if job.arn and job.status in ("Submitted", "Validating", "Scheduled", "InProgress"):
+                try:
+                    await asyncio.to_thread(
+                        self.bedrock.stop_model_invocation_job, jobIdentifier=job.arn
+                    )
+                except Exception as exc:
+                    if error_code(exc) not in ("ConflictException", "ValidationException"):
+                        raise
+        self.on_change("Stopping the run's jobs.")
+
+
+def _update(job: JobState, summary: dict[str, Any]) -> bool:
+    before = replace(job)
+    job.status = summary.get("status", job.status)
+    job.message = summary.get("message") or job.message
+    job.total = summary.get("totalRecordCount", job.total) or job.total
+    job.processed = summary.get("processedRecordCount", job.processed) or job.processed
+    job.success = summary.get("successRecordCount", job.success) or job.success
+    job.errors = summary.get("errorRecordCount", job.errors) or job.errors
+    if job.final and job.ended_at is None:
+        end = summary.get("endTime")
+        job.ended_at = end.timestamp() if hasattr(end, "timestamp") else time.time()
+    return (job.status, job.processed, job.errors, job.success) != (
+        before.status,
+        before.processed,
+        before.errors,
+        before.success,
+    )
+
+
+def _message(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Message") or exc)
+    return str(exc)

@@ -1,0 +1,484 @@
+"""The Python API: :class:`BatchRun` and :func:`run_batch`.
+
+A run goes: load rows → validate → render and build records → plan chunks (all in the
+caller's thread, so mistakes surface at once) → stage on S3 → submit and poll → collect →
+one DataFrame (in a background thread with its own asyncio loop, so ``start()`` returns at
+once in a notebook, a script or a test alike).  ``wait()`` blocks, ``await run`` awaits,
+``status()`` reports, ``stop()`` stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import io
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .aws import Clients
+from .chunking import Chunk, plan_chunks
+from .collecting import Results, collect_job
+from .config import RunConfig
+from .errors import BatchInputError, BatchRunError
+from .models import InferenceParams, ModelAdapter, resolve_adapter
+from .orchestrator import PENDING, JobState, Orchestrator, RunStatus, SubmitSpec
+from .prompts import PromptTemplate, get_prompt
+from .sources import load_rows
+from .staging import RecordBuilder, RunLayout, line_bytes, put_chunk
+from .validation import check_rows, check_texts
+
+Listener = Callable[[RunStatus], None]
+STAGE_CONCURRENCY = 8
+
+
+def new_run_id(prefix: str) -> str:
+    """``<prefix>-YYYYmmdd-HHMMSS-xxxx``: unique, sortable, and a valid job name stem."""
+    return f"{prefix}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything computed before staging: the records and how they are cut into jobs."""
+
+    texts: pd.Series
+    lines: list[str]
+    chunks: list[Chunk]
+    sizes: np.ndarray
+
+
+class BatchRun:
+    """One batch inference run over a dataset.
+
+    ``data`` is a DataFrame, a CSV/Parquet/JSONL path or ``s3://`` URI, an
+    ``hf://<dataset>[:<split>]`` id or a ``datasets.Dataset``; every other option is a
+    :class:`~bedrock_batch_nb.config.RunConfig` field (see the README's table).
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        model_id: str,
+        prompt: str | None = None,
+        *,
+        hf_split: str | None = None,
+        **options: Any,
+    ) -> None:
+        if "stop_sequences" in options and options["stop_sequences"] is not None:
+            options["stop_sequences"] = tuple(options["stop_sequences"])
+        try:
+            self.config = RunConfig(model_id=model_id, prompt=prompt, **options)
+        except TypeError as exc:
+            raise BatchInputError(f"Unknown option: {exc}") from None
+        self.data = data
+        self.hf_split = hf_split
+        self.run_id = new_run_id(self.config.job_name_prefix)
+        self._clients: Clients | None = None
+        self._rows: pd.DataFrame | None = None
+        self._prepared: Prepared | None = None
+        self._layout: RunLayout | None = None
+        self._listeners: list[Listener] = []
+        self._status = RunStatus(self.run_id, "created", 0)
+        self._future: concurrent.futures.Future[pd.DataFrame] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._orchestrator: Orchestrator | None = None
+        self._stop = threading.Event()
+        self._jobs: list[JobState] = []
+        self.result: pd.DataFrame | None = None
+        """The joined DataFrame, once the run has finished."""
+
+    # ---- what the run is made of ---------------------------------------------------------
+
+    @property
+    def clients(self) -> Clients:
+        if self._clients is None:
+            self._clients = Clients.create(self.config.region)
+        return self._clients
+
+    @property
+    def adapter(self) -> ModelAdapter:
+        return resolve_adapter(self.config.model_id, self.config.invocation_type)
+
+    @property
+    def template(self) -> PromptTemplate | None:
+        if self.config.prompt_id is not None:
+            return get_prompt(self.config.prompt_id).template
+        if self.config.prompt is not None and self.config.prompt.strip():
+            return PromptTemplate(self.config.prompt)
+        return None
+
+    @property
+    def system_prompt(self) -> str | None:
+        if self.config.system_prompt is not None:
+            return self.config.system_prompt
+        if self.config.prompt_id is not None:
+            return get_prompt(self.config.prompt_id).system_prompt
+        return None
+
+    @property
+    def params(self) -> InferenceParams:
+        c = self.config
+        return InferenceParams(
+            max_tokens=c.max_tokens,
+            temperature=c.temperature,
+            top_p=c.top_p,
+            top_k=c.top_k,
+            stop_sequences=c.stop_sequences,
+            dimensions=c.dimensions,
+            normalize=c.normalize,
+        )
+
+    @property
+    def rows(self) -> pd.DataFrame:
+        """The input rows (loaded on first use, capped by ``max_records_total``)."""
+        if self._rows is None:
+            s3 = self.clients.s3 if isinstance(self.data, str) and "s3://" in self.data else None
+            self._rows = load_rows(
+                self.data,
+                max_records_total=self.config.max_records_total,
+                hf_split=self.hf_split,
+                s3_client=s3,
+            )
+        return self._rows
+
+    @property
+    def layout(self) -> RunLayout:
+        if self._layout is None:
+            self._layout = RunLayout(
+                self.config.resolved_bucket(), self.config.s3_prefix, self.run_id
+            )
+        return self._layout
+
+    def texts(self, rows: pd.DataFrame) -> pd.Series:
+        """The text sent for each row: the rendered template, or the embedding column."""
+        template = self.template
+        if template is not None:
+            return template.render_frame(rows)
+        return rows[self.config.input_text_column].astype(str)
+
+    # ---- before anything is paid for -----------------------------------------------------
+
+    def validate(self) -> RunPlan:
+        """Check options, model, template and rows; raise :class:`BatchInputError` listing
+        every problem, or return the plan of jobs."""
+        if self._prepared is None:
+            self._prepared = self._prepare()
+        return RunPlan(self)
+
+    def _prepare(self) -> Prepared:
+        problems = self.config.option_problems()
+        if problems:
+            raise BatchInputError(problems)
+        adapter = self.adapter  # raises UnknownModelError
+        template = self.template  # raises on a bad template
+        problems = list(adapter.validate_params(self.params))
+        if adapter.kind == "embedding" and self.system_prompt:
+            problems.append("Embedding models take no system prompt: drop system_prompt.")
+        problems += check_rows(self.rows, self.config, adapter, template)
+        if problems:
+            raise BatchInputError(problems)
+        texts = self.texts(self.rows)
+        problems = check_texts(texts, adapter)
+        if problems:
+            raise BatchInputError(problems)
+        builder = RecordBuilder(adapter, system=self.system_prompt, params=self.params)
+        lines = builder.lines(texts.tolist(), range(len(texts)))
+        sizes = np.asarray(line_bytes(lines), dtype=np.int64)
+        c = self.config
+        chunks = plan_chunks(
+            len(lines),
+            max_records_per_job=c.max_records_per_job,
+            min_records_per_job=c.min_records_per_job,
+            max_num_jobs=c.max_num_jobs,
+            record_bytes=sizes,
+            max_file_bytes=c.max_input_file_bytes,
+        )
+        return Prepared(texts=texts, lines=lines, chunks=chunks, sizes=sizes)
+
+    def plan(self) -> pd.DataFrame:
+        """The jobs this run would submit: records, first and last row, input bytes."""
+        return self.validate().frame()
+
+    def preview(self, n: int = 3, *, invoke: bool = False) -> pd.DataFrame:
+        """The first ``n`` rows rendered as they would be sent; with ``invoke=True`` also the
+        model's on-demand answers (``bedrock-runtime``, same body, same parser)."""
+        adapter = self.adapter
+        template = self.template
+        sample = self.rows.iloc[:n]
+        problems = [
+            p
+            for p in check_rows(sample, self.config, adapter, template)
+            if "a Bedrock batch job needs" not in p
+        ]
+        if problems:
+            raise BatchInputError(problems)
+        texts = self.texts(sample)
+        builder = RecordBuilder(adapter, system=self.system_prompt, params=self.params)
+        out = pd.DataFrame(
+            {"prompt" if adapter.kind == "text" else "input_text": texts}, index=sample.index
+        )
+        out["model_input"] = [json.dumps(builder.model_input(t), ensure_ascii=False) for t in texts]
+        if invoke:
+            answers = [self._invoke(builder, t) for t in texts]
+            value = "embedding" if adapter.kind == "embedding" else "response"
+            out[value] = [a[0] for a in answers]
+            out["error"] = [a[1] for a in answers]
+            out["input_tokens"] = pd.array([a[2] for a in answers], dtype="Int64")
+            out["output_tokens"] = pd.array([a[3] for a in answers], dtype="Int64")
+        return out
+
+    def _invoke(self, builder: RecordBuilder, text: str) -> tuple[Any, str | None, Any, Any]:
+        try:
+            response = self.clients.runtime.invoke_model(
+                modelId=self.config.model_id,
+                body=json.dumps(builder.model_input(text)).encode(),
+                contentType="application/json",
+                accept="application/json",
+            )
+            parsed = builder.adapter.parse_response(json.loads(response["body"].read()))
+        except Exception as exc:  # shown per row, like a batch error line
+            return None, f"{type(exc).__name__}: {exc}", None, None
+        value = parsed.embedding if builder.adapter.kind == "embedding" else parsed.response
+        return value, None, parsed.input_tokens, parsed.output_tokens
+
+    # ---- running ---------------------------------------------------------------------------
+
+    def start(self) -> BatchRun:
+        """Validate, then stage, submit, poll and collect in the background; return at once."""
+        if self._future is not None:
+            raise BatchRunError(f"Run {self.run_id} has already been started.")
+        prepared = self.validate()._prepared
+        role = self.config.resolved_role_arn()
+        layout = self.layout
+        self._jobs = [
+            JobState(chunk, f"{self.run_id}-{chunk.index:04d}", layout.input_uri(chunk))
+            for chunk in prepared.chunks
+        ]
+        spec = SubmitSpec(
+            run_id=self.run_id,
+            model_id=self.config.model_id,
+            role_arn=role,
+            output_uri=layout.output_uri,
+            invocation_type=self.config.invocation_type,
+            timeout_hours=self.config.timeout_hours,
+            kms_key_id=self.config.kms_key_id,
+            bucket_owner=self.config.s3_bucket_owner,
+            tags=self.config.tags,
+        )
+        clients = self.clients
+        self._future = concurrent.futures.Future()
+        self._publish("preparing", started=True)
+        thread = threading.Thread(
+            target=self._thread_main,
+            args=(clients, spec, prepared),
+            name=f"bedrock-batch-{self.run_id}",
+            daemon=True,
+        )
+        thread.start()
+        return self
+
+    def _thread_main(self, clients: Clients, spec: SubmitSpec, prepared: Prepared) -> None:
+        assert self._future is not None
+        try:
+            frame = asyncio.run(self._main(clients, spec, prepared))
+        except BaseException as exc:
+            self._publish("failed", note=str(exc), finished=True)
+            self._future.set_exception(exc)
+        else:
+            self.result = frame
+            self._future.set_result(frame)
+
+    async def _main(self, clients: Clients, spec: SubmitSpec, prepared: Prepared) -> pd.DataFrame:
+        self._loop = asyncio.get_running_loop()
+        layout = self.layout
+        adapter = self.adapter
+        rows = self.rows
+        results = Results(len(rows), adapter)
+
+        self._publish("staging", note=f"Staging {len(self._jobs)} input file(s) to S3.")
+        gate = asyncio.Semaphore(STAGE_CONCURRENCY)
+        c = self.config
+
+        async def stage(job: JobState) -> None:
+            async with gate:
+                await asyncio.to_thread(
+                    put_chunk,
+                    clients.s3,
+                    layout,
+                    job.chunk,
+                    prepared.lines,
+                    kms_key_id=c.kms_key_id,
+                    bucket_owner=c.s3_bucket_owner,
+                )
+
+        await asyncio.gather(*(stage(job) for job in self._jobs))
+
+        async def collect(job: JobState) -> None:
+            if job.job_id is not None:
+                prefix = layout.job_output_key(job.job_id)
+                await asyncio.to_thread(collect_job, clients.s3, layout.bucket, prefix, results)
+            ended = f"{job.status}: {job.message}" if job.message else job.status
+            results.mark_unanswered(
+                job.chunk.start,
+                job.chunk.stop,
+                f"No output line for this record (job {job.name} ended {ended}).",
+            )
+            job.collected = True
+            self._publish(None)
+
+        self._orchestrator = Orchestrator(
+            clients.bedrock,
+            spec,
+            self._jobs,
+            max_concurrent_jobs=c.max_concurrent_jobs,
+            poll_interval=c.poll_interval,
+            max_poll_interval=c.max_poll_interval,
+            on_change=lambda note: self._publish("running", note=note),
+            on_job_final=collect,
+        )
+        if self._stop.is_set():
+            self._orchestrator.stop_requested.set()
+        self._publish("running")
+        await self._orchestrator.run()
+
+        self._publish("collecting")
+        for job in self._jobs:
+            if job.status == PENDING:
+                results.mark_unanswered(
+                    job.chunk.start, job.chunk.stop, "Not submitted: the run was stopped."
+                )
+            elif not job.collected:
+                await collect(job)
+        frame = results.to_frame(rows)
+        note = await asyncio.to_thread(self._write_results, clients, frame)
+        self._publish("stopped" if self._stop.is_set() else "done", note=note, finished=True)
+        return frame
+
+    def _write_results(self, clients: Clients, frame: pd.DataFrame) -> str:
+        buffer = io.BytesIO()
+        try:
+            frame.to_parquet(buffer)
+        except Exception as exc:  # e.g. a user column pyarrow cannot store
+            return f"Results not written as Parquet: {exc}"
+        clients.s3.put_object(
+            Bucket=self.layout.bucket, Key=self.layout.results_key, Body=buffer.getvalue()
+        )
+        return f"Results written to {self.layout.results_uri}"
+
+    def wait(self, timeout: float | None = None) -> pd.DataFrame:
+        """Block until the run ends and return the joined DataFrame."""
+        if self._future is None:
+            self.start()
+        assert self._future is not None
+        return self._future.result(timeout)
+
+    def __await__(self) -> Generator[Any, None, pd.DataFrame]:
+        if self._future is None:
+            self.start()
+        assert self._future is not None
+        return asyncio.wrap_future(self._future).__await__()
+
+    def stop(self) -> None:
+        """Stop the run's jobs; what finished is collected and returned by ``wait()``."""
+        self._stop.set()
+        loop, orchestrator = self._loop, self._orchestrator
+        if loop is not None and orchestrator is not None:
+            loop.call_soon_threadsafe(orchestrator.stop_requested.set)
+
+    def status(self) -> RunStatus:
+        """A snapshot: phase, and per job its status, counts and times."""
+        return self._status
+
+    @property
+    def done(self) -> bool:
+        return self._future is not None and self._future.done()
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(status)`` (from the background thread) whenever the run changes."""
+        self._listeners.append(listener)
+        listener(self._status)
+
+    def _publish(
+        self,
+        phase: str | None,
+        *,
+        note: str | None = None,
+        started: bool = False,
+        finished: bool = False,
+    ) -> None:
+        old = self._status
+        self._status = RunStatus(
+            run_id=self.run_id,
+            phase=phase or old.phase,
+            total_records=len(self._rows) if self._rows is not None else 0,
+            jobs=tuple(replace(j) for j in self._jobs),
+            started_at=time.time() if started else old.started_at,
+            finished_at=time.time() if finished else old.finished_at,
+            note=note if note is not None else old.note,
+        )
+        for listener in list(self._listeners):
+            try:
+                listener(self._status)
+            except Exception:  # a display problem must never stop a run
+                pass
+
+    def __repr__(self) -> str:
+        return f"<BatchRun {self._status}>"
+
+
+class RunPlan:
+    """The jobs a validated run will submit."""
+
+    def __init__(self, run: BatchRun) -> None:
+        assert run._prepared is not None
+        self._prepared = run._prepared
+        self.run_id = run.run_id
+        self.records = len(run._prepared.lines)
+        self.jobs = len(run._prepared.chunks)
+
+    def frame(self) -> pd.DataFrame:
+        sizes = self._prepared.sizes
+        return pd.DataFrame(
+            [
+                {
+                    "job": ch.index,
+                    "records": ch.size,
+                    "first_row": ch.start,
+                    "last_row": ch.stop - 1,
+                    "input_bytes": int(sizes[ch.start : ch.stop].sum()),
+                }
+                for ch in self._prepared.chunks
+            ]
+        )
+
+    def __repr__(self) -> str:
+        return f"<RunPlan {self.run_id}: {self.records:,} records in {self.jobs} job(s)>"
+
+
+def run_batch(
+    data: Any,
+    model_id: str,
+    prompt: str | None = None,
+    *,
+    progress: bool = True,
+    **options: Any,
+) -> pd.DataFrame:
+    """Run a whole batch and return the joined DataFrame (blocking).
+
+    Shows a progress bar (``tqdm.auto``) unless ``progress=False``.
+    """
+    run = BatchRun(data, model_id, prompt, **options)
+    run.validate()
+    if progress:
+        from .progress import ProgressBar
+
+        ProgressBar(run)
+    return run.start().wait()

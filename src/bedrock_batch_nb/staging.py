@@ -1,0 +1,148 @@
+"""How records are written as Bedrock batch input and staged on S3.
+
+Each record is one JSONL line ``{"recordId": "R0000000042", "modelInput": {...}}``.  The
+record id is ``R`` and the row's position in the input, zero-padded to ten digits (eleven
+alphanumeric characters, the form Bedrock's documentation shows), so every output line
+maps back to its row.
+
+Building the request body once per record with ``json.dumps`` is the slow way; instead the
+adapter builds one body around a marker and each record splices its JSON-escaped text in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .chunking import Chunk
+from .models import InferenceParams, ModelAdapter
+
+RECORD_ID_PREFIX = "R"
+_MARKER = "@@bedrock-batch-nb:text@@"
+
+
+def record_id(position: int) -> str:
+    return f"{RECORD_ID_PREFIX}{position:010d}"
+
+
+def position_of(rid: str) -> int | None:
+    """The input position a record id stands for, or None for an id that is not ours."""
+    if len(rid) != 11 or not rid.startswith(RECORD_ID_PREFIX) or not rid[1:].isdigit():
+        return None
+    return int(rid[1:])
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Where one run's files live: everything under ``s3://<bucket>/<prefix>/<run_id>/``."""
+
+    bucket: str
+    s3_prefix: str
+    run_id: str
+
+    @property
+    def root_key(self) -> str:
+        return f"{self.s3_prefix.strip('/')}/{self.run_id}" if self.s3_prefix else self.run_id
+
+    @property
+    def root_uri(self) -> str:
+        return f"s3://{self.bucket}/{self.root_key}/"
+
+    def input_key(self, chunk: Chunk) -> str:
+        return f"{self.root_key}/input/part-{chunk.index:05d}.jsonl"
+
+    def input_uri(self, chunk: Chunk) -> str:
+        return f"s3://{self.bucket}/{self.input_key(chunk)}"
+
+    @property
+    def output_key(self) -> str:
+        return f"{self.root_key}/output/"
+
+    @property
+    def output_uri(self) -> str:
+        return f"s3://{self.bucket}/{self.output_key}"
+
+    def job_output_key(self, job_id: str) -> str:
+        return f"{self.output_key}{job_id}/"
+
+    @property
+    def results_key(self) -> str:
+        return f"{self.root_key}/results/results.parquet"
+
+    @property
+    def results_uri(self) -> str:
+        return f"s3://{self.bucket}/{self.results_key}"
+
+
+class RecordBuilder:
+    """Turns texts into JSONL record lines for one adapter and one set of parameters."""
+
+    def __init__(
+        self, adapter: ModelAdapter, *, system: str | None, params: InferenceParams
+    ) -> None:
+        self.adapter = adapter
+        self.system = system
+        self.params = params
+        body = json.dumps(
+            adapter.build_request(_MARKER, system=system, params=params),
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        parts = body.split(_MARKER)
+        self._parts: tuple[str, str] | None = (parts[0], parts[1]) if len(parts) == 2 else None
+
+    def model_input(self, text: str) -> dict[str, Any]:
+        """The request body for one text (what preview and on-demand calls send)."""
+        return self.adapter.build_request(text, system=self.system, params=self.params)
+
+    def lines(self, texts: Iterable[str], positions: Iterable[int]) -> list[str]:
+        """One JSONL line (without newline) per text."""
+        dumps = json.dumps
+        if self._parts is None:  # the adapter transforms the text: build each body in full
+            return [
+                dumps(
+                    {"recordId": record_id(p), "modelInput": self.model_input(t)},
+                    ensure_ascii=False,
+                    separators=(",", ":"),
+                )
+                for t, p in zip(texts, positions, strict=True)
+            ]
+        head, tail = self._parts
+        return [
+            f'{{"recordId":"{RECORD_ID_PREFIX}{p:010d}","modelInput":{head}'
+            f"{dumps(t, ensure_ascii=False)[1:-1]}{tail}}}"
+            for t, p in zip(texts, positions, strict=True)
+        ]
+
+
+def line_bytes(lines: Sequence[str]) -> list[int]:
+    """UTF-8 size of each line plus its newline."""
+    return [len(line.encode("utf-8")) + 1 for line in lines]
+
+
+def put_chunk(
+    s3: Any,
+    layout: RunLayout,
+    chunk: Chunk,
+    lines: Sequence[str],
+    *,
+    kms_key_id: str | None = None,
+    bucket_owner: str | None = None,
+) -> str:
+    """Upload one chunk's lines as a JSONL file and return its S3 URI."""
+    body = ("\n".join(lines[chunk.start : chunk.stop]) + "\n").encode("utf-8")
+    extra: dict[str, Any] = {}
+    if kms_key_id:
+        extra.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=kms_key_id)
+    if bucket_owner:
+        extra["ExpectedBucketOwner"] = bucket_owner
+    s3.put_object(
+        Bucket=layout.bucket,
+        Key=layout.input_key(chunk),
+        Body=body,
+        ContentType="application/jsonl",
+        **extra,
+    )
+    return layout.input_uri(chunk)
