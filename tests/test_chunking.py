@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from bedrock_batch_nb.chunking import plan_chunks
@@ -19,7 +21,7 @@ def test_2345_rows_at_1000_per_job_make_three_jobs() -> None:
     assert [c.size for c in chunks] == [1000, 1000, 345]
     assert [c.index for c in chunks] == [1, 2, 3]
     assert chunks[0].start == 0 and chunks[-1].stop == 2345
-    assert all(a.stop == b.start for a, b in zip(chunks, chunks[1:]))
+    assert all(a.stop == b.start for a, b in itertools.pairwise(chunks))
 
 
 def test_1050_rows_never_yield_a_50_record_job() -> None:

@@ -85,7 +85,7 @@ def test_bad_sources_give_one_clear_error(data: object, message: str) -> None:
 def test_corrupt_parquet_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "bad.parquet"
     path.write_bytes(b"not parquet at all")
-    with pytest.raises(BatchInputError, match="Cannot read .*bad.parquet as parquet"):
+    with pytest.raises(BatchInputError, match=r"Cannot read .*bad\.parquet as parquet"):
         load_rows(path)
 
 

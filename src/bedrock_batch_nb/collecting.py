@@ -83,7 +83,8 @@ class Results:
                     self._set_error(pos, f"Unreadable model output: {exc}")
                     stats.errors += 1
                     continue
-                self.values[pos] = out.embedding if self.adapter.kind == "embedding" else out.response
+                embedding = self.adapter.kind == "embedding"
+                self.values[pos] = out.embedding if embedding else out.response
                 self.errors[pos] = None
                 self.input_tokens[pos] = np.nan if out.input_tokens is None else out.input_tokens
                 self.output_tokens[pos] = np.nan if out.output_tokens is None else out.output_tokens

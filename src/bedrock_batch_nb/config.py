@@ -98,9 +98,10 @@ class RunConfig:
         p: list[str] = []
         if self.prompt is not None and self.prompt_id is not None:
             p.append("Give either prompt=... or prompt_id=..., not both.")
-        if not JOB_NAME_RE.fullmatch(self.job_name_prefix) or len(
-            self.job_name_prefix
-        ) > MAX_PREFIX_LEN:
+        if (
+            not JOB_NAME_RE.fullmatch(self.job_name_prefix)
+            or len(self.job_name_prefix) > MAX_PREFIX_LEN
+        ):
             p.append(
                 f"job_name_prefix {self.job_name_prefix!r} must be 1-{MAX_PREFIX_LEN} characters "
                 "of letters, digits and '-', starting with a letter or digit."
@@ -109,8 +110,10 @@ class RunConfig:
             p.append("min_records_per_job must be at least 1.")
         if not self.min_records_per_job <= self.max_records_per_job_limit:
             p.append("min_records_per_job must not exceed max_records_per_job_limit.")
-        if not self.min_records_per_job <= self.max_records_per_job <= (
-            self.max_records_per_job_limit
+        if (
+            not self.min_records_per_job
+            <= self.max_records_per_job
+            <= (self.max_records_per_job_limit)
         ):
             p.append(
                 f"max_records_per_job={self.max_records_per_job} must be between the job "

@@ -12,6 +12,7 @@ blocks.  It knows nothing about display: it publishes :class:`RunStatus` snapsho
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
@@ -219,10 +220,8 @@ class Orchestrator:
             waiting = [] if self.stop_requested.is_set() else self.pending()
             if not waiting and not any(j.active for j in self.jobs):
                 break
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stop_requested.wait(), timeout=interval)
-            except asyncio.TimeoutError:
-                pass
             changed = await asyncio.to_thread(self._poll)
             for job in changed:
                 if job.final and not job.collected:
@@ -248,8 +247,7 @@ class Orchestrator:
                     )
                     return
                 raise BatchRunError(
-                    f"Creating job {job.name} failed: {code or type(exc).__name__}: "
-                    f"{_message(exc)}"
+                    f"Creating job {job.name} failed: {code or type(exc).__name__}: {_message(exc)}"
                 ) from exc
             job.arn = response["jobArn"]
             job.status = "Submitted"

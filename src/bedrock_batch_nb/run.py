@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import io
 import json
 import secrets
@@ -179,9 +180,7 @@ class BatchRun:
             raise BatchInputError(problems)
         adapter = self.adapter  # raises UnknownModelError
         template = self.template  # raises on a bad template
-        problems = list(adapter.validate_params(self.params))
-        if adapter.kind == "embedding" and self.system_prompt:
-            problems.append("Embedding models take no system prompt: drop system_prompt.")
+        problems = list(adapter.validate_params(self.params, system=self.system_prompt))
         problems += check_rows(self.rows, self.config, adapter, template)
         if problems:
             raise BatchInputError(problems)
@@ -425,10 +424,8 @@ class BatchRun:
             note=note if note is not None else old.note,
         )
         for listener in list(self._listeners):
-            try:
+            with contextlib.suppress(Exception):  # a display problem must never stop a run
                 listener(self._status)
-            except Exception:  # a display problem must never stop a run
-                pass
 
     def __repr__(self) -> str:
         return f"<BatchRun {self._status}>"

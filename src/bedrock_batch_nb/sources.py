@@ -161,4 +161,3 @@ def _from_hf_id(spec: str, hf_split: str | None, limit: int | None) -> pd.DataFr
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-

@@ -1,0 +1,265 @@
+"""Prompt templates: ``{column}`` placeholders filled from each row, and named prompts.
+
+Only plain column names may stand between braces.  Attribute access (``{x.__class__}``),
+indexing (``{x[0]}``), positional fields (``{0}``, ``{}``), conversions (``{x!r}``) and
+format specs (``{x:>10}``) are refused, so a template can never reach into the objects it
+is given.  ``{{`` and ``}}`` are literal braces, which is how JSON examples are written.
+
+Rendering never calls ``str.format`` on user values: the template is split once into its
+literal parts and field names, and each row's values (``str(value)``) are put between them.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from .errors import BatchInputError
+
+_BRACE_HINT = (
+    "Write a literal brace as '{{' or '}}' (e.g. JSON examples: '{{\"label\": \"positive\"}}')."
+)
+
+
+def _field_problem(name: str, conversion: str | None, spec: str) -> str | None:
+    shown = (
+        "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+    )
+    if name == "":
+        return f"Placeholder {shown} has no name: write a column name, e.g. {{topic}}."
+    if name.isdigit():
+        return (
+            f"Placeholder {shown} is positional: placeholders must name a column, e.g. {{topic}}."
+        )
+    if "." in name or "[" in name:
+        root = re.split(r"[.\[]", name, maxsplit=1)[0] or "column"
+        return (
+            f"Placeholder {shown} uses attribute or index access, which is not allowed: use a "
+            f"plain column name such as {{{root}}} (make a new column for derived values)."
+        )
+    if conversion is not None:
+        return (
+            f"Placeholder {shown} has a conversion ('!{conversion}'), which is not allowed: "
+            f"write {{{name}}}."
+        )
+    if spec:
+        return (
+            f"Placeholder {shown} has a format spec (':{spec}'), which is not allowed: write "
+            f"{{{name}}} and format the column beforehand."
+        )
+    return None
+
+
+class PromptTemplate:
+    """A template with ``{column}`` placeholders.
+
+    >>> t = PromptTemplate("Tell me a joke about {topic}.")
+    >>> t.fields
+    ('topic',)
+    >>> t.render({"topic": "cats"})
+    'Tell me a joke about cats.'
+    """
+
+    __slots__ = ("_fields", "_literals", "_names", "_template")
+
+    def __init__(self, template: str) -> None:
+        if not isinstance(template, str):
+            raise BatchInputError(
+                f"A prompt template must be a string, not {type(template).__name__}."
+            )
+        try:
+            parsed = list(string.Formatter().parse(template))
+        except ValueError as exc:
+            raise BatchInputError(
+                f"The prompt template is malformed ({exc}): every '{{' needs a matching '}}' "
+                f"around a column name. {_BRACE_HINT}"
+            ) from None
+        literals: list[str] = []
+        names: list[str] = []
+        problems: list[str] = []
+        pending = ""
+        for literal, name, spec, conversion in parsed:
+            pending += literal
+            if name is None:
+                continue
+            problem = _field_problem(name, conversion, spec or "")
+            if problem is not None:
+                problems.append(problem)
+            literals.append(pending)
+            names.append(name)
+            pending = ""
+        literals.append(pending)
+        if problems:
+            raise BatchInputError([*problems, _BRACE_HINT])
+        self._template = template
+        self._literals = tuple(literals)
+        self._names = tuple(names)
+        self._fields = tuple(dict.fromkeys(names))
+
+    @property
+    def template(self) -> str:
+        return self._template
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The column names used, each once, in order of first appearance."""
+        return self._fields
+
+    def render(self, row: Mapping[str, Any]) -> str:
+        """The prompt for one row (``str()`` of each value)."""
+        missing = [f for f in self._fields if f not in row]
+        if missing:
+            raise BatchInputError(
+                f"The row has no value for {', '.join(map(repr, missing))}, which the prompt uses."
+            )
+        parts = [self._literals[0]]
+        for name, literal in zip(self._names, self._literals[1:], strict=True):
+            parts.append(str(row[name]))
+            parts.append(literal)
+        return "".join(parts)
+
+    def render_frame(self, df: pd.DataFrame) -> pd.Series:
+        """The prompt for every row of ``df``: a Series of str with ``df``'s index."""
+        missing = [f for f in self._fields if f not in df.columns]
+        if missing:
+            raise BatchInputError(
+                f"The prompt uses column(s) {', '.join(map(repr, missing))} that the data does "
+                f"not have. Columns available: {', '.join(map(repr, map(str, df.columns)))}."
+            )
+        if not self._names:
+            return pd.Series([self._literals[0]] * len(df), index=df.index, dtype=object)
+        values = {name: _as_str_list(df, name) for name in self._fields}
+        # Our own %-format from the escaped literal parts; the values are already str.
+        fmt = "%s".join(lit.replace("%", "%%") for lit in self._literals)
+        rows = zip(*(values[name] for name in self._names), strict=True)
+        return pd.Series([fmt % row for row in rows], index=df.index, dtype=object)
+
+    def __repr__(self) -> str:
+        return f"PromptTemplate({self._template!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PromptTemplate):
+            return NotImplemented
+        return self._template == other._template
+
+    def __hash__(self) -> int:
+        return hash(self._template)
+
+
+def _as_str_list(df: pd.DataFrame, name: str) -> list[str]:
+    column = df[name]
+    if isinstance(column, pd.DataFrame):
+        raise BatchInputError(
+            f"The data has more than one column named {name!r}: rename them first."
+        )
+    values: list[Any] = column.astype(str).tolist()
+    if column.isna().any():  # astype(str) may keep missing values missing: str() them
+        values = [
+            v if isinstance(v, str) else str(o)
+            for v, o in zip(values, column.tolist(), strict=True)
+        ]
+    return values
+
+
+# ---- named prompts -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NamedPrompt:
+    """A registered template with its system prompt, chosen by ``prompt_id``."""
+
+    prompt_id: str
+    template: PromptTemplate
+    system_prompt: str | None = None
+    description: str = ""
+    model_hint: str | None = None
+    """A model id this prompt was written for, if any (informational)."""
+
+
+_PROMPT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+_PROMPTS: dict[str, NamedPrompt] = {}
+
+
+def register_prompt(
+    prompt_id: str,
+    template: str | PromptTemplate,
+    *,
+    system_prompt: str | None = None,
+    description: str = "",
+    model_hint: str | None = None,
+    overwrite: bool = False,
+) -> NamedPrompt:
+    """Register a template under ``prompt_id`` (use it with ``prompt_id=...``)."""
+    if not isinstance(prompt_id, str) or not _PROMPT_ID_RE.fullmatch(prompt_id):
+        raise BatchInputError(
+            f"prompt_id {prompt_id!r} must be letters, digits, '_', '.' or '-', starting with "
+            "a letter or digit."
+        )
+    if prompt_id in _PROMPTS and not overwrite:
+        raise BatchInputError(
+            f"A prompt named {prompt_id!r} is already registered: pass overwrite=True to "
+            "replace it, or choose another name."
+        )
+    tpl = template if isinstance(template, PromptTemplate) else PromptTemplate(template)
+    named = NamedPrompt(prompt_id, tpl, system_prompt or None, description, model_hint)
+    _PROMPTS[prompt_id] = named
+    return named
+
+
+def unregister_prompt(prompt_id: str) -> None:
+    """Remove a registered prompt (unknown ids are ignored)."""
+    _PROMPTS.pop(prompt_id, None)
+
+
+def get_prompt(prompt_id: str) -> NamedPrompt:
+    """The prompt registered as ``prompt_id``."""
+    try:
+        return _PROMPTS[prompt_id]
+    except (KeyError, TypeError):
+        known = ", ".join(sorted(_PROMPTS)) or "none"
+        raise BatchInputError(
+            f"Unknown prompt_id {prompt_id!r}. Registered prompts: {known}. Add yours with "
+            "register_prompt(prompt_id, template)."
+        ) from None
+
+
+def list_prompts() -> list[NamedPrompt]:
+    """Every registered prompt, sorted by id."""
+    return [_PROMPTS[k] for k in sorted(_PROMPTS)]
+
+
+# The three prompts of the AWS sample for Bedrock batch inference
+# (aws-samples "bedrock-batch-orchestrator"), with plain column names.
+register_prompt(
+    "joke_about_topic",
+    "Tell me a joke about {topic} in less than 50 words.",
+    system_prompt="You are a witty comedian who writes short, family-friendly jokes.",
+    description="A short joke about each row's `topic`.",
+)
+register_prompt(
+    "sentiment_classifier",
+    "Classify the sentiment of the following text as `positive`, `negative`, or `neutral`. "
+    "Just give the sentiment, no preamble or explanation.\n\nText:\n{text}",
+    system_prompt=(
+        "You are a sentiment classifier. Answer with exactly one word: positive, negative "
+        "or neutral."
+    ),
+    description="positive / negative / neutral for each row's `text`.",
+)
+register_prompt(
+    "question_answering",
+    "Answer the question using only the context below. Think it through inside <thinking> "
+    "tags, then give the final answer inside <answer> tags. If the context does not contain "
+    "the answer, say so in the <answer> tags.\n\n<context>\n{context}\n</context>\n\n"
+    "<question>\n{question}\n</question>",
+    system_prompt=(
+        "You are an AI assistant tasked with providing accurate and justified answers to "
+        "users' questions."
+    ),
+    description="An answer to each row's `question` from its `context`.",
+)

@@ -1,0 +1,201 @@
+"""Prompt templates: plain column placeholders only, literal braces, fast rendering, and
+the registry of named prompts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bedrock_batch_nb.errors import BatchInputError
+from bedrock_batch_nb.prompts import (
+    NamedPrompt,
+    PromptTemplate,
+    get_prompt,
+    list_prompts,
+    register_prompt,
+    unregister_prompt,
+)
+
+
+def test_fields_unique_in_order_of_first_appearance() -> None:
+    t = PromptTemplate("Q: {question}\nC: {context}\nAgain: {question} {my col} {_x1}")
+    assert t.fields == ("question", "context", "my col", "_x1")
+    assert t.template == "Q: {question}\nC: {context}\nAgain: {question} {my col} {_x1}"
+
+
+def test_render() -> None:
+    t = PromptTemplate("Tell me a joke about {topic} in less than {n} words.")
+    assert (
+        t.render({"topic": "cats", "n": 50}) == "Tell me a joke about cats in less than 50 words."
+    )
+    assert PromptTemplate("no fields").render({}) == "no fields"
+    assert PromptTemplate("{a}{a}").render({"a": None}) == "NoneNone"
+
+
+def test_render_missing_value() -> None:
+    with pytest.raises(BatchInputError, match="'topic'"):
+        PromptTemplate("{topic}").render({"other": 1})
+
+
+def test_values_are_never_formatted_again() -> None:
+    t = PromptTemplate("x={x}")
+    assert t.render({"x": "{y} {0} %s {x.__class__}"}) == "x={y} {0} %s {x.__class__}"
+    df = pd.DataFrame({"x": ["{y} %s %(k)s %%", "{}"]})
+    assert t.render_frame(df).tolist() == ["x={y} %s %(k)s %%", "x={}"]
+
+
+def test_literal_braces_and_json_like_prompts() -> None:
+    t = PromptTemplate('Answer as JSON like {{"label": "positive", "n": 1}} for: {text} }}{{')
+    assert t.fields == ("text",)
+    expected = 'Answer as JSON like {"label": "positive", "n": 1} for: hi }{'
+    assert t.render({"text": "hi"}) == expected
+    assert t.render_frame(pd.DataFrame({"text": ["hi"]})).tolist() == [expected]
+
+
+def test_percent_signs_in_literals() -> None:
+    t = PromptTemplate("100% of {a}, %s %(b)s %%")
+    assert t.render({"a": "x"}) == "100% of x, %s %(b)s %%"
+    assert t.render_frame(pd.DataFrame({"a": ["x"]})).tolist() == ["100% of x, %s %(b)s %%"]
+
+
+@pytest.mark.parametrize(
+    ("template", "words"),
+    [
+        ("{x.__class__}", ["{x.__class__}", "attribute or index", "{x}"]),
+        ("{x.__class__.__mro__}", ["attribute or index"]),
+        ("{x[0]}", ["{x[0]}", "attribute or index", "{x}"]),
+        ("{0}", ["{0}", "positional"]),
+        ("{}", ["{}", "has no name"]),
+        ("{x!r}", ["{x!r}", "conversion", "{x}"]),
+        ("{x:>10}", ["{x:>10}", "format spec", "{x}"]),
+        ("{x:{y}}", ["format spec"]),
+    ],
+)
+def test_rejected_placeholders(template: str, words: list[str]) -> None:
+    with pytest.raises(BatchInputError) as info:
+        PromptTemplate(f"Hello {template} there")
+    message = str(info.value)
+    for word in words:
+        assert word in message
+    assert "{{" in message  # the literal-brace hint
+
+
+def test_every_bad_placeholder_reported_at_once() -> None:
+    with pytest.raises(BatchInputError) as info:
+        PromptTemplate("{a.b} {0} {c!s} {ok}")
+    assert len(info.value.problems) == 4  # three problems and the hint
+
+
+@pytest.mark.parametrize("template", ["{", "a { b", "}", "x } y", "{topic", '{"a": 1}'])
+def test_malformed_template(template: str) -> None:
+    with pytest.raises(BatchInputError) as info:
+        PromptTemplate(template)
+    assert "{{" in str(info.value)
+
+
+def test_not_a_string() -> None:
+    with pytest.raises(BatchInputError, match="must be a string"):
+        PromptTemplate(42)  # type: ignore[arg-type]
+
+
+def test_render_frame_keeps_index_and_matches_render() -> None:
+    df = pd.DataFrame(
+        {"topic": ["cats", "dogs", 'é\n"q"'], "n": [1, 2, 3], "extra": [0.5, np.nan, None]},
+        index=pd.Index(["r1", "r2", "r3"], name="rid"),
+    )
+    t = PromptTemplate("About {topic} ({n}) [{extra}] {topic}")
+    out = t.render_frame(df)
+    assert out.index.equals(df.index)
+    assert all(isinstance(v, str) for v in out)
+    assert out.tolist() == [t.render(row) for row in df.to_dict("records")]
+    assert out.iloc[0] == "About cats (1) [0.5] cats"
+
+
+def test_render_frame_stringifies_missing_values() -> None:
+    df = pd.DataFrame({"a": pd.Series(["x", None, np.nan], dtype=object)})
+    out = PromptTemplate("<{a}>").render_frame(df).tolist()
+    assert out[0] == "<x>"
+    assert all(isinstance(v, str) for v in out)
+
+
+def test_render_frame_without_fields_and_empty_frame() -> None:
+    df = pd.DataFrame({"a": [1, 2]}, index=[10, 20])
+    out = PromptTemplate("same {{x}}").render_frame(df)
+    assert out.tolist() == ["same {x}", "same {x}"]
+    assert out.index.tolist() == [10, 20]
+    empty = PromptTemplate("{a}").render_frame(df.iloc[:0])
+    assert len(empty) == 0
+
+
+def test_render_frame_missing_or_duplicate_column() -> None:
+    with pytest.raises(BatchInputError, match="'b'"):
+        PromptTemplate("{a} {b}").render_frame(pd.DataFrame({"a": [1]}))
+    dup = pd.DataFrame([[1, 2]], columns=["a", "a"])
+    with pytest.raises(BatchInputError, match="more than one column"):
+        PromptTemplate("{a}").render_frame(dup)
+
+
+def test_repr_and_equality() -> None:
+    t = PromptTemplate("Hi {x}")
+    assert repr(t) == "PromptTemplate('Hi {x}')"
+    assert t == PromptTemplate("Hi {x}")
+    assert t != PromptTemplate("Hi {y}")
+    assert hash(t) == hash(PromptTemplate("Hi {x}"))
+    assert t != "Hi {x}"
+
+
+# ---- registry ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def scratch_id() -> Iterator[str]:
+    yield "test_scratch_prompt"
+    unregister_prompt("test_scratch_prompt")
+
+
+def test_builtin_prompts() -> None:
+    ids = [p.prompt_id for p in list_prompts()]
+    for name in ("joke_about_topic", "sentiment_classifier", "question_answering"):
+        assert name in ids
+    joke = get_prompt("joke_about_topic")
+    assert joke.template.template == "Tell me a joke about {topic} in less than 50 words."
+    assert joke.template.fields == ("topic",)
+    assert get_prompt("sentiment_classifier").template.fields == ("text",)
+    assert get_prompt("question_answering").template.fields == ("context", "question")
+    for prompt in list_prompts():
+        assert prompt.system_prompt
+        assert prompt.description
+
+
+def test_register_get_overwrite(scratch_id: str) -> None:
+    named = register_prompt(scratch_id, "Summarise {doc}", description="d", system_prompt="S")
+    assert isinstance(named, NamedPrompt)
+    assert get_prompt(scratch_id) == named
+    assert named.template.fields == ("doc",)
+    with pytest.raises(BatchInputError, match="overwrite=True"):
+        register_prompt(scratch_id, "Other {doc}")
+    replaced = register_prompt(scratch_id, PromptTemplate("Other {x}"), overwrite=True)
+    assert get_prompt(scratch_id) is replaced
+    assert replaced.system_prompt is None
+    assert scratch_id in [p.prompt_id for p in list_prompts()]
+
+
+def test_register_rejects_bad_template_and_id(scratch_id: str) -> None:
+    with pytest.raises(BatchInputError, match="attribute or index"):
+        register_prompt(scratch_id, "{x.y}")
+    with pytest.raises(BatchInputError):
+        get_prompt(scratch_id)  # nothing was registered
+    with pytest.raises(BatchInputError, match="prompt_id"):
+        register_prompt("bad id!", "x")
+
+
+def test_get_unknown_lists_known_ids() -> None:
+    with pytest.raises(BatchInputError) as info:
+        get_prompt("nope")
+    message = str(info.value)
+    assert "'nope'" in message
+    assert "joke_about_topic" in message
+    assert "register_prompt" in message

@@ -1,0 +1,151 @@
+"""Validation: every problem named in one message, before anything is staged."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from bedrock_batch_nb import BatchInputError, BatchRun, UnknownModelError
+from bedrock_batch_nb.config import RunConfig
+
+CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
+TITAN = "amazon.titan-embed-text-v2:0"
+
+
+def topics(n: int = 150) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"topic": [f"topic {i}" for i in range(n)], "input_text": [f"text {i}" for i in range(n)]}
+    )
+
+
+def problems_of(run: BatchRun) -> str:
+    with pytest.raises(BatchInputError) as info:
+        run.validate()
+    return str(info.value)
+
+
+def test_valid_run_plans_its_jobs() -> None:
+    plan = BatchRun(topics(250), CLAUDE, "Joke about {topic}", max_records_per_job=100).validate()
+    assert (plan.records, plan.jobs) == (250, 2)
+    frame = BatchRun(topics(250), CLAUDE, "Joke about {topic}", max_records_per_job=100).plan()
+    assert frame["records"].tolist() == [100, 150]  # a 50-record tail is merged
+    assert frame["first_row"].tolist() == [0, 100]
+    assert (frame["input_bytes"] > 0).all()
+
+
+def test_unknown_model_is_named() -> None:
+    with pytest.raises(UnknownModelError, match=r"acme\.rocket-1"):
+        BatchRun(topics(), "acme.rocket-1", "Joke about {topic}").validate()
+
+
+def test_missing_columns_name_the_ones_that_exist() -> None:
+    msg = problems_of(BatchRun(topics(), CLAUDE, "Joke about {topik} and {mood}"))
+    assert "'topik', 'mood'" in msg
+    assert "Columns available: 'topic', 'input_text'" in msg
+
+
+def test_text_model_without_prompt() -> None:
+    assert "is a text model: give a prompt template" in problems_of(BatchRun(topics(), CLAUDE))
+
+
+def test_empty_and_null_values_say_how_many_and_which() -> None:
+    df = topics()
+    df.loc[3, "topic"] = None
+    df.loc[7, "topic"] = "  "
+    msg = problems_of(BatchRun(df, CLAUDE, "Joke about {topic}"))
+    assert "Column 'topic' is empty or null in 2 row(s): 3, 7" in msg
+
+
+def test_unused_columns_may_hold_nulls() -> None:
+    df = topics()
+    df["notes"] = None
+    assert BatchRun(df, CLAUDE, "Joke about {topic}").validate().records == 150
+
+
+def test_embedding_column_missing_or_not_text() -> None:
+    df = topics().drop(columns="input_text")
+    msg = problems_of(BatchRun(df, TITAN))
+    assert "embed the column 'input_text'" in msg and "'topic'" in msg
+    df["input_text"] = range(150)
+    assert "must hold text; 150 row(s)" in problems_of(BatchRun(df, TITAN))
+    assert BatchRun(df, TITAN, input_text_column="topic").validate().records == 150
+
+
+def test_too_few_rows_suggests_on_demand() -> None:
+    msg = problems_of(BatchRun(topics(40), CLAUDE, "Joke about {topic}"))
+    assert "Only 40 row(s)" in msg and "at least 100 records" in msg
+    assert "preview(n=40, invoke=True)" in msg
+
+
+def test_result_column_clash_and_duplicate_index() -> None:
+    df = topics()
+    df["response"] = "x"
+    df.index = [0, 0, *range(2, 150)]
+    msg = problems_of(BatchRun(df, CLAUDE, "Joke about {topic}"))
+    assert "'response'" in msg and "rename them first" in msg
+    assert "duplicate labels (0, 0)" in msg
+
+
+def test_all_problems_reported_together() -> None:
+    df = topics(40)
+    df.loc[0, "topic"] = None
+    with pytest.raises(BatchInputError) as err:
+        BatchRun(df, CLAUDE, "{topic} {nope}").validate()
+    assert len(err.value.problems) == 3
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"job_name_prefix": "bad name!"}, "job_name_prefix 'bad name!'"),
+        ({"job_name_prefix": "x" * 60}, "job_name_prefix"),
+        ({"max_records_per_job": 50}, "max_records_per_job=50 must be between"),
+        ({"max_records_per_job": 60_000}, "max_records_per_job=60000 must be between"),
+        ({"max_concurrent_jobs": 0}, "max_concurrent_jobs must be at least 1"),
+        ({"timeout_hours": 6}, "timeout_hours must be between 24 and 168"),
+        ({"invocation_type": "Stream"}, "invocation_type must be"),
+        ({"bucket": "Not_A_Bucket"}, "not a valid S3 bucket name"),
+        ({"role_arn": "my-role"}, "is not an IAM role ARN"),
+        ({"prompt_id": "joke_about_topic"}, "either prompt=... or prompt_id=..., not both"),
+    ],
+)
+def test_conflicting_or_out_of_range_options(options: dict[str, object], fragment: str) -> None:
+    assert fragment in problems_of(BatchRun(topics(), CLAUDE, "Joke about {topic}", **options))
+
+
+def test_unknown_option_is_a_clear_error() -> None:
+    with pytest.raises(BatchInputError, match="max_record_per_job"):
+        BatchRun(topics(), CLAUDE, "Joke about {topic}", max_record_per_job=100)
+
+
+def test_unsafe_template_fields_are_rejected() -> None:
+    for bad in ("{topic.__class__}", "{0}", "{topic[0]}"):
+        with pytest.raises(BatchInputError):
+            BatchRun(topics(), CLAUDE, f"Joke about {bad}").validate()
+
+
+def test_rendered_prompt_over_the_model_limit() -> None:
+    df = topics(120)
+    df.loc[5, "topic"] = "x" * 60_000
+    msg = problems_of(BatchRun(df, "amazon.titan-embed-text-v2:0", "{topic}"))
+    assert "1 rendered prompt(s) are longer than 50,000 characters" in msg and "5" in msg
+
+
+def test_prompt_id_brings_its_template() -> None:
+    df = topics()
+    run = BatchRun(df, CLAUDE, prompt_id="joke_about_topic")
+    assert run.template is not None and run.template.fields == ("topic",)
+    assert run.validate().records == 150
+
+
+def test_bucket_and_role_error_names_both_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BEDROCK_BATCH_BUCKET", raising=False)
+    monkeypatch.delenv("BEDROCK_BATCH_ROLE_ARN", raising=False)
+    config = RunConfig(model_id=CLAUDE)
+    with pytest.raises(BatchInputError, match="BEDROCK_BATCH_BUCKET"):
+        config.resolved_bucket()
+    with pytest.raises(BatchInputError, match="BEDROCK_BATCH_ROLE_ARN"):
+        config.resolved_role_arn()
+    monkeypatch.setenv("BEDROCK_BATCH_BUCKET", "from-env")
+    assert config.resolved_bucket() == "from-env"
+    assert RunConfig(model_id=CLAUDE, bucket="from-arg").resolved_bucket() == "from-arg"
