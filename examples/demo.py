@@ -32,7 +32,7 @@ def main() -> None:
         )
         print("\nJokes (first rows):")
         with pd.option_context("display.max_colwidth", 70, "display.width", 160):
-            print(jokes[["topic", "response", "error", "input_tokens", "output_tokens"]].head())
+            print(jokes[["topic", "response", "error", "output_tokens"]].head().to_string())
         answered = jokes["error"].isna().sum()
         print(f"{answered:,} of {len(jokes):,} rows answered.\n")
 

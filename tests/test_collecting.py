@@ -8,9 +8,9 @@ import random
 import numpy as np
 import pandas as pd
 import pytest
-from bedrock_batch_nb.models import resolve_adapter
 
 from bedrock_batch_nb.collecting import Results, error_message
+from bedrock_batch_nb.models import resolve_adapter
 from bedrock_batch_nb.staging import record_id
 
 CLAUDE = resolve_adapter("anthropic.claude-3-haiku-20240307-v1:0")
@@ -93,7 +93,7 @@ def test_error_lines_keep_code_and_message_and_do_not_touch_others(rows: pd.Data
 def test_missing_lines_get_an_error_that_says_so(rows: pd.DataFrame) -> None:
     results = Results(len(rows), CLAUDE)
     results.add_lines([claude_line(i, "ok") for i in (0, 2, 3)])
-    missing = results.mark_unanswered(0, 6, "No output line for this record.")
+    missing = results.mark_unanswered(range(6), "No output line for this record.")
     out = results.to_frame(rows)
     assert missing == 3
     assert list(out["error"].isna()) == [True, False, True, True, False, False]
@@ -104,7 +104,7 @@ def test_empty_output_file(rows: pd.DataFrame) -> None:
     results = Results(len(rows), CLAUDE)
     stats = results.add_lines([])
     assert stats.lines == 0
-    assert results.mark_unanswered(0, 6, "none") == 6
+    assert results.mark_unanswered(range(6), "none") == 6
 
 
 def test_corrupt_and_foreign_lines_are_counted_not_fatal(rows: pd.DataFrame) -> None:

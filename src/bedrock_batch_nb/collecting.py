@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .models import ModelAdapter
+from .models import ModelAdapter, ModelOutput
 from .staging import position_of
 
 RESULT_COLUMNS = ("response", "embedding", "error", "input_tokens", "output_tokens")
@@ -54,6 +54,7 @@ class Results:
         self.input_tokens = np.full(n_rows, np.nan)
         self.output_tokens = np.full(n_rows, np.nan)
         self.answered = np.zeros(n_rows, dtype=bool)
+        """Rows with a successful answer; a later success replaces an earlier error."""
 
     @property
     def value_column(self) -> str:
@@ -80,39 +81,50 @@ class Results:
                 try:
                     out = self.adapter.parse_response(record["modelOutput"])
                 except (ValueError, TypeError, KeyError) as exc:
-                    self._set_error(pos, f"Unreadable model output: {exc}")
+                    if not self.answered[pos]:
+                        self.errors[pos] = f"Unreadable model output: {exc}"
                     stats.errors += 1
                     continue
-                embedding = self.adapter.kind == "embedding"
-                self.values[pos] = out.embedding if embedding else out.response
-                self.errors[pos] = None
-                self.input_tokens[pos] = np.nan if out.input_tokens is None else out.input_tokens
-                self.output_tokens[pos] = np.nan if out.output_tokens is None else out.output_tokens
-                self.answered[pos] = True
+                self.set_output(pos, out)
                 stats.successes += 1
             elif "error" in record:
                 if not self.answered[pos]:
-                    self._set_error(pos, error_message(record["error"]))
+                    self.errors[pos] = error_message(record["error"])
                 stats.errors += 1
             else:
                 stats.malformed += 1
         return stats
 
-    def _set_error(self, pos: int, message: str) -> None:
-        self.values[pos] = None
-        self.errors[pos] = message
+    def set_output(self, pos: int, out: ModelOutput) -> None:
+        """Record a successful answer for the row at ``pos`` (replacing any earlier error)."""
+        self.values[pos] = out.embedding if self.adapter.kind == "embedding" else out.response
+        self.errors[pos] = None
+        self.input_tokens[pos] = np.nan if out.input_tokens is None else out.input_tokens
+        self.output_tokens[pos] = np.nan if out.output_tokens is None else out.output_tokens
         self.answered[pos] = True
 
-    def mark_unanswered(self, start: int, stop: int, message: str) -> int:
-        """Give rows ``start:stop`` with no output line an error; return how many."""
-        missing = np.flatnonzero(~self.answered[start:stop]) + start
+    def add_note(self, positions: Iterable[int], note: str) -> None:
+        """Append ``note`` to the errors of unanswered rows (why they stay unanswered)."""
+        for pos in positions:
+            if not self.answered[pos]:
+                error = self.errors[pos]
+                self.errors[pos] = f"{error} ({note})" if error else note.capitalize()
+
+    def mark_unanswered(self, positions: Iterable[int], message: str) -> int:
+        """Give the rows at ``positions`` that have neither an answer nor an error line an
+        error saying why; return how many."""
+        missing = [p for p in positions if not self.answered[p] and self.errors[p] is None]
         for pos in missing:
-            self._set_error(int(pos), message)
+            self.errors[pos] = message
         return len(missing)
+
+    def unanswered(self) -> np.ndarray:
+        """Positions of the rows without a successful answer (failed or missing)."""
+        return np.flatnonzero(~self.answered)
 
     def to_frame(self, rows: pd.DataFrame) -> pd.DataFrame:
         """The input rows (index and columns as given) with the result columns after them."""
-        out = rows.copy()
+        out: pd.DataFrame = rows.copy()
         out[self.value_column] = pd.Series(self.values, index=rows.index, dtype=object)
         out["error"] = pd.Series(self.errors, index=rows.index, dtype=object)
         out["input_tokens"] = pd.array(_as_int(self.input_tokens), dtype="Int64")

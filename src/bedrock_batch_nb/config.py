@@ -59,6 +59,10 @@ class RunConfig:
     max_input_file_bytes: int = MAX_INPUT_FILE_BYTES
     max_num_jobs: int | None = None
     max_concurrent_jobs: int = 10
+    max_record_retries: int = 1
+    """Passes that resubmit failed or missing records in new jobs (0: none)."""
+    on_demand_fallback: bool = False
+    """Retry failed records with on-demand calls when they are fewer than a job's minimum."""
     max_records_total: int | None = None
     bucket: str | None = None
     role_arn: str | None = None
@@ -124,6 +128,8 @@ class RunConfig:
             p.append("max_num_jobs must be at least 1 (or None for no cap).")
         if self.max_concurrent_jobs < 1:
             p.append("max_concurrent_jobs must be at least 1.")
+        if self.max_record_retries < 0:
+            p.append("max_record_retries must be 0 or more.")
         if self.max_records_total is not None and self.max_records_total < 1:
             p.append("max_records_total must be at least 1 (or None for every row).")
         if self.max_tokens < 1:

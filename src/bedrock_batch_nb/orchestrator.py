@@ -36,6 +36,10 @@ class JobState:
     chunk: Chunk
     name: str
     input_uri: str
+    positions: list[int] | None = None
+    """The rows of a retry job (any rows); None for a first-pass job (``chunk``'s range)."""
+    attempt: int = 0
+    """0 for the first pass, then 1, 2, ... for jobs that retry failed records."""
     arn: str | None = None
     status: str = PENDING
     message: str | None = None
@@ -46,6 +50,8 @@ class JobState:
     success: int = 0
     errors: int = 0
     collected: bool = False
+    unreadable_lines: int = 0
+    """Output lines of this job that could not be parsed (corrupted or truncated)."""
 
     @property
     def job_id(self) -> str | None:
@@ -53,7 +59,13 @@ class JobState:
 
     @property
     def records(self) -> int:
-        return self.chunk.size
+        return self.chunk.size if self.positions is None else len(self.positions)
+
+    def rows(self) -> range | list[int]:
+        """Input positions of this job's records."""
+        return (
+            range(self.chunk.start, self.chunk.stop) if self.positions is None else self.positions
+        )
 
     @property
     def active(self) -> bool:
@@ -121,8 +133,8 @@ class RunStatus:
                     "processed": j.processed,
                     "succeeded": j.success,
                     "failed": j.errors,
-                    "submitted_at": pd.to_datetime(j.submitted_at, unit="s", utc=True),
-                    "ended_at": pd.to_datetime(j.ended_at, unit="s", utc=True),
+                    "submitted_at": _timestamp(j.submitted_at),
+                    "ended_at": _timestamp(j.ended_at),
                     "job_arn": j.arn,
                     "message": j.message,
                 }
@@ -193,6 +205,7 @@ class Orchestrator:
         max_poll_interval: float,
         on_change: Callable[[str | None], None],
         on_job_final: Callable[[JobState], Awaitable[None]],
+        on_submitted: Callable[[JobState], Awaitable[None]] | None = None,
     ) -> None:
         self.bedrock = bedrock
         self.spec = spec
@@ -202,8 +215,14 @@ class Orchestrator:
         self.max_poll_interval = max_poll_interval
         self.on_change = on_change
         self.on_job_final = on_job_final
+        self.on_submitted = on_submitted
         self.stop_requested = asyncio.Event()
         self.polls = 0
+        self.cap = max_concurrent_jobs
+        """The concurrency cap in force: lowered when Bedrock's quota is hit (other runs
+        share it), raised again one step per quiet poll up to ``max_concurrent_jobs``."""
+        self.failure: JobState | None = None
+        """The first job that ended Failed: the run stops early."""
         self._stop_sent = False
 
     def pending(self) -> list[JobState]:
@@ -211,6 +230,7 @@ class Orchestrator:
 
     async def run(self) -> None:
         interval = self.poll_interval
+        await asyncio.to_thread(self._adopt)
         while True:
             if self.stop_requested.is_set():
                 if not self._stop_sent:
@@ -222,18 +242,48 @@ class Orchestrator:
                 break
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stop_requested.wait(), timeout=interval)
-            changed = await asyncio.to_thread(self._poll)
+            try:
+                changed = await asyncio.to_thread(self._poll)
+            except Exception as exc:  # botocore has retried already: note it, poll again
+                self.on_change(f"Polling failed ({_describe(exc)}); trying again.")
+                interval = min(interval * 1.5, self.max_poll_interval)
+                continue
             for job in changed:
+                if job.status == "Failed" and self.failure is None:
+                    self.failure = job
+                    self.stop_requested.set()
                 if job.final and not job.collected:
                     await self.on_job_final(job)
+            if self.cap < self.max_concurrent_jobs and changed:
+                self.cap += 1
             self.on_change(None)
             interval = (
                 self.poll_interval if changed else min(interval * 1.5, self.max_poll_interval)
             )
 
+    def _adopt(self) -> None:
+        """Find jobs of this run that Bedrock already has (created before a crash, before
+        the journal could record them), so that they are watched, not submitted again."""
+        unknown = {j.name: j for j in self.jobs if j.arn is None}
+        if not unknown:
+            return
+        for summary in self._list():
+            job = unknown.get(summary.get("jobName", ""))
+            if job is not None:
+                job.arn = summary["jobArn"]
+                _update(job, summary)
+                job.submitted_at = job.submitted_at or time.time()
+
+    def _list(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        paginator = self.bedrock.get_paginator("list_model_invocation_jobs")
+        for page in paginator.paginate(nameContains=self.spec.run_id, maxResults=1000):
+            found.extend(page.get("invocationJobSummaries", []))
+        return found
+
     async def _submit_ready(self) -> None:
         for job in self.pending():
-            if sum(j.active for j in self.jobs) >= self.max_concurrent_jobs:
+            if sum(j.active for j in self.jobs) >= self.cap:
                 return
             try:
                 response = await asyncio.to_thread(
@@ -242,9 +292,14 @@ class Orchestrator:
             except Exception as exc:
                 code = error_code(exc)
                 if code == "ServiceQuotaExceededException":
+                    self.cap = max(1, sum(j.active for j in self.jobs))
                     self.on_change(
-                        "Bedrock's concurrent-job quota is reached; waiting for a slot to free."
+                        "Bedrock's concurrent-job quota is reached (other runs share it); "
+                        f"waiting for a slot, {self.cap} job(s) at a time for now."
                     )
+                    return
+                if code in RETRYABLE_CODES:
+                    self.on_change(f"Submitting {job.name} failed ({code}); trying again.")
                     return
                 raise BatchRunError(
                     f"Creating job {job.name} failed: {code or type(exc).__name__}: {_message(exc)}"
@@ -252,16 +307,14 @@ class Orchestrator:
             job.arn = response["jobArn"]
             job.status = "Submitted"
             job.submitted_at = time.time()
+            if self.on_submitted is not None:
+                await self.on_submitted(job)
             self.on_change(None)
 
     def _poll(self) -> list[JobState]:
         """Refresh every submitted job with one paginated list call; return the changed."""
         self.polls += 1
-        seen: dict[str, dict[str, Any]] = {}
-        paginator = self.bedrock.get_paginator("list_model_invocation_jobs")
-        for page in paginator.paginate(nameContains=self.spec.run_id, maxResults=1000):
-            for summary in page.get("invocationJobSummaries", []):
-                seen[summary["jobArn"]] = summary
+        seen = {summary["jobArn"]: summary for summary in self._list()}
         changed = []
         for job in self.jobs:
             if job.arn is None or job.final:
@@ -297,13 +350,28 @@ def _update(job: JobState, summary: dict[str, Any]) -> bool:
     job.errors = summary.get("errorRecordCount", job.errors) or job.errors
     if job.final and job.ended_at is None:
         end = summary.get("endTime")
-        job.ended_at = end.timestamp() if hasattr(end, "timestamp") else time.time()
+        job.ended_at = end.timestamp() if end is not None else time.time()
     return (job.status, job.processed, job.errors, job.success) != (
         before.status,
         before.processed,
         before.errors,
         before.success,
     )
+
+
+def _timestamp(seconds: float | None) -> Any:
+    import pandas as pd
+
+    return pd.NaT if seconds is None else pd.Timestamp(seconds, unit="s", tz="UTC")
+
+
+RETRYABLE_CODES = frozenset(
+    {"ThrottlingException", "InternalServerException", "ServiceUnavailableException"}
+)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{error_code(exc) or type(exc).__name__}: {_message(exc)}"
 
 
 def _message(exc: BaseException) -> str:

@@ -14,6 +14,7 @@ import concurrent.futures
 import contextlib
 import io
 import json
+import os
 import secrets
 import threading
 import time
@@ -25,20 +26,61 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .aws import Clients
+from . import journal
+from .aws import Clients, error_code
 from .chunking import Chunk, plan_chunks
 from .collecting import Results, collect_job
 from .config import RunConfig
 from .errors import BatchInputError, BatchRunError
-from .models import InferenceParams, ModelAdapter, resolve_adapter
+from .models import InferenceParams, ModelAdapter, ModelOutput, resolve_adapter
 from .orchestrator import PENDING, JobState, Orchestrator, RunStatus, SubmitSpec
 from .prompts import PromptTemplate, get_prompt
 from .sources import load_rows
-from .staging import RecordBuilder, RunLayout, line_bytes, put_chunk
+from .staging import RecordBuilder, RunLayout, line_bytes, put_lines
 from .validation import check_rows, check_texts
 
 Listener = Callable[[RunStatus], None]
 STAGE_CONCURRENCY = 8
+
+
+CRASH_ENV = "BEDROCK_BATCH_CRASH_AT"
+_crash_counts: dict[str, int] = {}
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for resume tests: with ``BEDROCK_BATCH_CRASH_AT=<name>:<n>`` the
+    process dies (as if killed) the n-th time it passes point ``name`` (staged, submitted,
+    collected)."""
+    setting = os.environ.get(CRASH_ENV)
+    if not setting:
+        return
+    point, _, count = setting.partition(":")
+    if point == name:
+        _crash_counts[name] = _crash_counts.get(name, 0) + 1
+        if _crash_counts[name] >= int(count or 1):
+            os._exit(75)
+
+
+def failure_hint(message: str | None) -> str:
+    """What to check for a job that Failed, from its message."""
+    text = (message or "").lower()
+    if "role" in text or "assume" in text or "access" in text or "denied" in text:
+        return (
+            "Check the service role: it must trust bedrock.amazonaws.com and may read the "
+            "input and write the output prefix (and use the KMS key, if any)."
+        )
+    if "record" in text or "jsonl" in text or "format" in text:
+        return "Check the input records: count within the job limits, one JSON object per line."
+    if "s3" in text or "bucket" in text or "key" in text:
+        return "Check that the bucket exists in the job's Region and the role can reach it."
+    return "See the job's message in run.status().jobs_frame()."
+
+
+def _short_error(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and response.get("Error", {}).get("Message"):
+        return str(response["Error"]["Message"])
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def new_run_id(prefix: str) -> str:
@@ -76,12 +118,16 @@ class BatchRun:
         if "stop_sequences" in options and options["stop_sequences"] is not None:
             options["stop_sequences"] = tuple(options["stop_sequences"])
         try:
-            self.config = RunConfig(model_id=model_id, prompt=prompt, **options)
+            config = RunConfig(model_id=model_id, prompt=prompt, **options)
         except TypeError as exc:
             raise BatchInputError(f"Unknown option: {exc}") from None
+        self._setup(data, config, new_run_id(config.job_name_prefix), hf_split)
+
+    def _setup(self, data: Any, config: RunConfig, run_id: str, hf_split: str | None) -> None:
+        self.config = config
         self.data = data
         self.hf_split = hf_split
-        self.run_id = new_run_id(self.config.job_name_prefix)
+        self.run_id = run_id
         self._clients: Clients | None = None
         self._rows: pd.DataFrame | None = None
         self._prepared: Prepared | None = None
@@ -93,8 +139,46 @@ class BatchRun:
         self._orchestrator: Orchestrator | None = None
         self._stop = threading.Event()
         self._jobs: list[JobState] = []
+        self._resumed = False
+        self._created_at = time.time()
         self.result: pd.DataFrame | None = None
-        """The joined DataFrame, once the run has finished."""
+        """The joined DataFrame, once the run has finished (or what finished, if it failed)."""
+
+    @classmethod
+    def resume(
+        cls,
+        run_id: str,
+        *,
+        bucket: str | None = None,
+        s3_prefix: str = "bedrock-batch",
+        region: str | None = None,
+        data: Any = None,
+        **options: Any,
+    ) -> BatchRun:
+        """Re-attach to a run from its journal on S3 (from any kernel or machine).
+
+        Jobs already submitted are found, not submitted again; ``start()`` / ``wait()``
+        then keep waiting, submit what was never submitted, and collect.  ``options``
+        may change how it is watched (``poll_interval``, ``max_concurrent_jobs``, ...).
+        """
+        probe = RunConfig(model_id="-", bucket=bucket, s3_prefix=s3_prefix, region=region)
+        clients = Clients.create(region)
+        layout = RunLayout(probe.resolved_bucket(), s3_prefix, run_id)
+        state = journal.read(clients.s3, layout)
+        config = journal.config_from_dict(state["config"])
+        try:
+            config = config.with_options(**options)
+        except TypeError as exc:
+            raise BatchInputError(f"Unknown option: {exc}") from None
+        rows = data if data is not None else journal.read_rows(clients.s3, layout)
+        run = cls.__new__(cls)
+        run._setup(rows, config, run_id, None)
+        run._clients = clients
+        run._jobs = [journal.job_from_dict(d) for d in state["jobs"]]
+        run._resumed = True
+        run._created_at = state.get("created_at", run._created_at)
+        run._status = RunStatus(run_id, "created", len(state["jobs"]))
+        return run
 
     # ---- what the run is made of ---------------------------------------------------------
 
@@ -221,7 +305,7 @@ class BatchRun:
             raise BatchInputError(problems)
         texts = self.texts(sample)
         builder = RecordBuilder(adapter, system=self.system_prompt, params=self.params)
-        out = pd.DataFrame(
+        out: pd.DataFrame = pd.DataFrame(
             {"prompt" if adapter.kind == "text" else "input_text": texts}, index=sample.index
         )
         out["model_input"] = [json.dumps(builder.model_input(t), ensure_ascii=False) for t in texts]
@@ -235,6 +319,14 @@ class BatchRun:
         return out
 
     def _invoke(self, builder: RecordBuilder, text: str) -> tuple[Any, str | None, Any, Any]:
+        parsed = self._invoke_raw(builder, text)
+        if isinstance(parsed, str):
+            return None, parsed, None, None
+        value = parsed.embedding if builder.adapter.kind == "embedding" else parsed.response
+        return value, None, parsed.input_tokens, parsed.output_tokens
+
+    def _invoke_raw(self, builder: RecordBuilder, text: str) -> ModelOutput | str:
+        """One on-demand call with the body a batch record would carry; an error as text."""
         try:
             response = self.clients.runtime.invoke_model(
                 modelId=self.config.model_id,
@@ -242,11 +334,9 @@ class BatchRun:
                 contentType="application/json",
                 accept="application/json",
             )
-            parsed = builder.adapter.parse_response(json.loads(response["body"].read()))
+            return builder.adapter.parse_response(json.loads(response["body"].read()))
         except Exception as exc:  # shown per row, like a batch error line
-            return None, f"{type(exc).__name__}: {exc}", None, None
-        value = parsed.embedding if builder.adapter.kind == "embedding" else parsed.response
-        return value, None, parsed.input_tokens, parsed.output_tokens
+            return f"{error_code(exc) or type(exc).__name__}: {_short_error(exc)}"
 
     # ---- running ---------------------------------------------------------------------------
 
@@ -255,12 +345,16 @@ class BatchRun:
         if self._future is not None:
             raise BatchRunError(f"Run {self.run_id} has already been started.")
         prepared = self.validate()._prepared
+        assert prepared is not None
         role = self.config.resolved_role_arn()
         layout = self.layout
-        self._jobs = [
-            JobState(chunk, f"{self.run_id}-{chunk.index:04d}", layout.input_uri(chunk))
-            for chunk in prepared.chunks
-        ]
+        # The journal keeps where the run lives, so that resume works from anywhere.
+        self.config = self.config.with_options(bucket=layout.bucket, role_arn=role)
+        if not self._jobs:  # a new run; a resumed one has its jobs from the journal
+            self._jobs = [
+                JobState(chunk, f"{self.run_id}-{chunk.index:04d}", layout.input_uri(chunk))
+                for chunk in prepared.chunks
+            ]
         spec = SubmitSpec(
             run_id=self.run_id,
             model_id=self.config.model_id,
@@ -297,42 +391,142 @@ class BatchRun:
 
     async def _main(self, clients: Clients, spec: SubmitSpec, prepared: Prepared) -> pd.DataFrame:
         self._loop = asyncio.get_running_loop()
-        layout = self.layout
-        adapter = self.adapter
-        rows = self.rows
-        results = Results(len(rows), adapter)
-
-        self._publish("staging", note=f"Staging {len(self._jobs)} input file(s) to S3.")
-        gate = asyncio.Semaphore(STAGE_CONCURRENCY)
+        self._journal_lock = asyncio.Lock()
+        results = Results(len(self.rows), self.adapter)
         c = self.config
 
+        if not self._resumed:
+            self._publish("staging", note="Saving the input rows beside the jobs (for resume).")
+            note = await asyncio.to_thread(journal.write_rows, clients.s3, self.layout, self.rows)
+            if note:
+                self._publish(None, note=note)
+        unsubmitted = [j for j in self._jobs if j.arn is None]
+        self._publish("staging", note=f"Staging {len(unsubmitted)} input file(s) to S3.")
+        await self._save_journal(clients, "staging")
+        await self._stage(clients, prepared, unsubmitted)
+        crash_point("staged")
+        await self._save_journal(clients, "running")
+
+        failure = await self._orchestrate(clients, spec, results)
+        attempt = max((j.attempt for j in self._jobs), default=0)
+        while failure is None and not self._stop.is_set() and attempt < c.max_record_retries:
+            todo = results.unanswered()
+            if len(todo) == 0:
+                break
+            attempt += 1
+            if len(todo) >= c.min_records_per_job:
+                jobs = self._retry_jobs(todo, attempt, prepared)
+                self._jobs += jobs
+                self._publish(
+                    None,
+                    note=f"Retrying {len(todo):,} failed record(s) in {len(jobs)} new job(s).",
+                )
+                await self._stage(clients, prepared, jobs)
+                await self._save_journal(clients, "running")
+                failure = await self._orchestrate(clients, spec, results)
+            elif c.on_demand_fallback:
+                self._publish(None, note=f"Retrying {len(todo):,} record(s) on demand.")
+                await self._on_demand(clients, prepared, results, todo)
+            else:
+                results.add_note(
+                    todo,
+                    f"not retried: {len(todo):,} failed record(s) are fewer than a job's "
+                    f"minimum ({c.min_records_per_job:,}); on_demand_fallback=True retries "
+                    "them with on-demand calls",
+                )
+                break
+
+        self._publish("collecting")
+        for job in self._jobs:
+            if job.status == PENDING:
+                results.mark_unanswered(job.rows(), "Not submitted: the run was stopped.")
+        frame = results.to_frame(self.rows)
+        note = await asyncio.to_thread(self._write_results, clients, frame)
+        if failure is not None:
+            self.result = frame
+            await self._save_journal(clients, "failed")
+            raise BatchRunError(
+                f"Job {failure.name} failed: {failure.message or 'no message'}. "
+                f"{failure_hint(failure.message)} The run stopped early; what finished is in "
+                f"run.result. After fixing the cause, BatchRun.resume({self.run_id!r}) "
+                "retries the rest."
+            )
+        phase = "stopped" if self._stop.is_set() else "done"
+        await self._save_journal(clients, phase)
+        self._publish(phase, note=note, finished=True)
+        return frame
+
+    async def _stage(self, clients: Clients, prepared: Prepared, jobs: list[JobState]) -> None:
+        gate = asyncio.Semaphore(STAGE_CONCURRENCY)
+        c = self.config
+        layout = self.layout
+
         async def stage(job: JobState) -> None:
+            bucket, key = job.input_uri[len("s3://") :].split("/", 1)
+            lines = prepared.lines
             async with gate:
                 await asyncio.to_thread(
-                    put_chunk,
+                    put_lines,
                     clients.s3,
-                    layout,
-                    job.chunk,
-                    prepared.lines,
+                    bucket,
+                    key,
+                    (lines[p] for p in job.rows()),
                     kms_key_id=c.kms_key_id,
                     bucket_owner=c.s3_bucket_owner,
                 )
 
-        await asyncio.gather(*(stage(job) for job in self._jobs))
+        assert all(j.input_uri.startswith(layout.root_uri) for j in jobs)
+        await asyncio.gather(*(stage(job) for job in jobs))
+
+    def _retry_jobs(self, todo: np.ndarray, attempt: int, prepared: Prepared) -> list[JobState]:
+        c = self.config
+        chunks = plan_chunks(
+            len(todo),
+            max_records_per_job=c.max_records_per_job,
+            min_records_per_job=c.min_records_per_job,
+            record_bytes=prepared.sizes[todo],
+            max_file_bytes=c.max_input_file_bytes,
+        )
+        return [
+            JobState(
+                chunk,
+                f"{self.run_id}-r{attempt}-{chunk.index:04d}",
+                self.layout.input_uri(chunk, attempt),
+                positions=[int(p) for p in todo[chunk.start : chunk.stop]],
+                attempt=attempt,
+            )
+            for chunk in chunks
+        ]
+
+    async def _orchestrate(
+        self, clients: Clients, spec: SubmitSpec, results: Results
+    ) -> JobState | None:
+        """Run every job to its end and collect it; return the job that Failed, if any."""
+        layout = self.layout
 
         async def collect(job: JobState) -> None:
             if job.job_id is not None:
                 prefix = layout.job_output_key(job.job_id)
-                await asyncio.to_thread(collect_job, clients.s3, layout.bucket, prefix, results)
+                stats = await asyncio.to_thread(
+                    collect_job, clients.s3, layout.bucket, prefix, results
+                )
+                job.unreadable_lines = stats.malformed
             ended = f"{job.status}: {job.message}" if job.message else job.status
+            lost = f", {job.unreadable_lines} unreadable line(s)" if job.unreadable_lines else ""
             results.mark_unanswered(
-                job.chunk.start,
-                job.chunk.stop,
-                f"No output line for this record (job {job.name} ended {ended}).",
+                job.rows(),
+                f"No output line for this record (job {job.name} ended {ended}{lost}).",
             )
             job.collected = True
+            await self._save_journal(clients, None)
+            crash_point("collected")
             self._publish(None)
 
+        async def submitted(job: JobState) -> None:
+            await self._save_journal(clients, None)
+            crash_point("submitted")
+
+        c = self.config
         self._orchestrator = Orchestrator(
             clients.bedrock,
             spec,
@@ -341,25 +535,48 @@ class BatchRun:
             poll_interval=c.poll_interval,
             max_poll_interval=c.max_poll_interval,
             on_change=lambda note: self._publish("running", note=note),
+            on_submitted=submitted,
             on_job_final=collect,
         )
         if self._stop.is_set():
             self._orchestrator.stop_requested.set()
         self._publish("running")
         await self._orchestrator.run()
-
-        self._publish("collecting")
-        for job in self._jobs:
-            if job.status == PENDING:
-                results.mark_unanswered(
-                    job.chunk.start, job.chunk.stop, "Not submitted: the run was stopped."
-                )
-            elif not job.collected:
+        # Jobs that were already over when the run (re)started are collected here.
+        for job in sorted(self._jobs, key=lambda j: j.attempt):
+            if job.final and not job.collected:
                 await collect(job)
-        frame = results.to_frame(rows)
-        note = await asyncio.to_thread(self._write_results, clients, frame)
-        self._publish("stopped" if self._stop.is_set() else "done", note=note, finished=True)
-        return frame
+        return self._orchestrator.failure
+
+    async def _on_demand(
+        self, clients: Clients, prepared: Prepared, results: Results, todo: np.ndarray
+    ) -> None:
+        builder = RecordBuilder(self.adapter, system=self.system_prompt, params=self.params)
+        gate = asyncio.Semaphore(4)
+
+        async def one(pos: int) -> None:
+            async with gate:
+                value = await asyncio.to_thread(
+                    self._invoke_raw, builder, str(prepared.texts.iloc[pos])
+                )
+            if isinstance(value, str):
+                results.add_note([pos], f"on-demand retry failed too: {value}")
+            else:
+                results.set_output(pos, value)
+
+        await asyncio.gather(*(one(int(p)) for p in todo))
+
+    async def _save_journal(self, clients: Clients, phase: str | None) -> None:
+        state = {
+            "run_id": self.run_id,
+            "created_at": self._created_at,
+            "phase": phase or self._status.phase,
+            "records": len(self.rows),
+            "config": journal.config_to_dict(self.config),
+            "jobs": [journal.job_to_dict(j) for j in self._jobs],
+        }
+        async with self._journal_lock:
+            await asyncio.to_thread(journal.write, clients.s3, self.layout, state)
 
     def _write_results(self, clients: Clients, frame: pd.DataFrame) -> str:
         buffer = io.BytesIO()
@@ -443,7 +660,7 @@ class RunPlan:
 
     def frame(self) -> pd.DataFrame:
         sizes = self._prepared.sizes
-        return pd.DataFrame(
+        frame: pd.DataFrame = pd.DataFrame(
             [
                 {
                     "job": ch.index,
@@ -455,6 +672,7 @@ class RunPlan:
                 for ch in self._prepared.chunks
             ]
         )
+        return frame
 
     def __repr__(self) -> str:
         return f"<RunPlan {self.run_id}: {self.records:,} records in {self.jobs} job(s)>"

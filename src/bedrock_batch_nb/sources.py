@@ -120,7 +120,8 @@ def _read_table(source: Any, fmt: str, name: str) -> pd.DataFrame:
             table = pa_json.read_json(source)
     except (pa.ArrowInvalid, OSError) as exc:
         raise BatchInputError(f"Cannot read {name} as {fmt}: {_short(exc)}") from exc
-    return table.to_pandas()
+    frame: pd.DataFrame = table.to_pandas()
+    return frame
 
 
 def _is_hf_dataset(data: Any) -> bool:

@@ -50,11 +50,13 @@ class RunLayout:
     def root_uri(self) -> str:
         return f"s3://{self.bucket}/{self.root_key}/"
 
-    def input_key(self, chunk: Chunk) -> str:
-        return f"{self.root_key}/input/part-{chunk.index:05d}.jsonl"
+    def input_key(self, chunk: Chunk, attempt: int = 0) -> str:
+        """``input/part-00001.jsonl``; retries of failed records ``input/retry1-00001.jsonl``."""
+        stem = f"retry{attempt}" if attempt else "part"
+        return f"{self.root_key}/input/{stem}-{chunk.index:05d}.jsonl"
 
-    def input_uri(self, chunk: Chunk) -> str:
-        return f"s3://{self.bucket}/{self.input_key(chunk)}"
+    def input_uri(self, chunk: Chunk, attempt: int = 0) -> str:
+        return f"s3://{self.bucket}/{self.input_key(chunk, attempt)}"
 
     @property
     def output_key(self) -> str:
@@ -122,27 +124,20 @@ def line_bytes(lines: Sequence[str]) -> list[int]:
     return [len(line.encode("utf-8")) + 1 for line in lines]
 
 
-def put_chunk(
+def put_lines(
     s3: Any,
-    layout: RunLayout,
-    chunk: Chunk,
-    lines: Sequence[str],
+    bucket: str,
+    key: str,
+    lines: Iterable[str],
     *,
     kms_key_id: str | None = None,
     bucket_owner: str | None = None,
-) -> str:
-    """Upload one chunk's lines as a JSONL file and return its S3 URI."""
-    body = ("\n".join(lines[chunk.start : chunk.stop]) + "\n").encode("utf-8")
+) -> None:
+    """Upload record lines as one JSONL file."""
+    body = ("\n".join(lines) + "\n").encode("utf-8")
     extra: dict[str, Any] = {}
     if kms_key_id:
         extra.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=kms_key_id)
     if bucket_owner:
         extra["ExpectedBucketOwner"] = bucket_owner
-    s3.put_object(
-        Bucket=layout.bucket,
-        Key=layout.input_key(chunk),
-        Body=body,
-        ContentType="application/jsonl",
-        **extra,
-    )
-    return layout.input_uri(chunk)
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/jsonl", **extra)

@@ -1,0 +1,215 @@
+"""Whole runs through real HTTP: boto3 → local Bedrock emulator, S3 → moto server."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+
+import boto3
+import numpy as np
+import pandas as pd
+import pytest
+
+from bedrock_batch_nb import BatchInputError, BatchRun, run_batch
+from bedrock_batch_nb.local import LocalBedrock
+
+pytestmark = pytest.mark.e2e
+
+CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
+TITAN = "amazon.titan-embed-text-v2:0"
+FAST = {"poll_interval": 0.05, "max_poll_interval": 0.2}
+
+
+def topics(n: int) -> pd.DataFrame:
+    """Rows with a non-default index, so that the join back is visible."""
+    return pd.DataFrame(
+        {"topic": [f"topic number {i}" for i in range(n)], "n": range(n)},
+        index=pd.Index([f"row-{i}" for i in range(n)], name="key"),
+    )
+
+
+def answers_match_prompts(out: pd.DataFrame, df: pd.DataFrame, template: str) -> None:
+    """Every input row once, in order, with its own answer (the emulator echoes the prompt).
+
+    ``template`` is a ``str.format`` template over the ``topic`` column."""
+    assert out.index.equals(df.index)
+    pd.testing.assert_frame_equal(out[df.columns.tolist()], df)
+    assert out["error"].isna().all(), out.loc[out["error"].notna(), "error"].head()
+    for topic, response in zip(df["topic"], out["response"], strict=True):
+        assert template.format(topic=topic) in response
+
+
+def test_text_run_over_more_jobs_than_the_cap(aws: LocalBedrock) -> None:
+    df = topics(450)
+    template = "Tell me a joke about {topic} in less than 50 words."
+    run = BatchRun(
+        df,
+        CLAUDE,
+        template,
+        job_name_prefix="jokes",
+        max_records_per_job=100,
+        max_concurrent_jobs=2,
+        **FAST,
+    )
+    assert run.plan()["records"].tolist() == [100, 100, 100, 150]
+    out = run.start().wait(timeout=120)
+
+    answers_match_prompts(out, df, template)
+    assert (out["input_tokens"] > 0).all() and (out["output_tokens"] > 0).all()
+    status = run.status()
+    assert status.done and status.succeeded == 450 and status.failed == 0
+    assert [job.status for job in status.jobs] == ["Completed"] * 4
+    assert aws.stats.jobs_created == 4
+    assert aws.stats.max_active_jobs <= 2
+
+
+def test_results_are_written_to_s3_as_parquet(aws: LocalBedrock) -> None:
+    df = topics(120)
+    run = BatchRun(df, CLAUDE, "Say {topic}", **FAST)
+    out = run.start().wait(timeout=60)
+    s3 = boto3.client("s3")
+    body = s3.get_object(Bucket=aws.bucket, Key=run.layout.results_key)["Body"].read()
+    pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(body)), out, check_dtype=False)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=aws.bucket)["Contents"]]
+    assert all(k.startswith(f"bedrock-batch/{run.run_id}/") for k in keys)
+
+
+def test_embedding_run_from_parquet_on_s3(aws: LocalBedrock) -> None:
+    texts = [f"sentence {i % 150}" for i in range(330)]  # repeats: same text, same vector
+    df = pd.DataFrame({"id": range(330), "input_text": texts})
+    buffer = io.BytesIO()
+    df.to_parquet(buffer, index=False)
+    boto3.client("s3").put_object(Bucket=aws.bucket, Key="inputs/t.parquet", Body=buffer.getvalue())
+
+    run = BatchRun(
+        f"s3://{aws.bucket}/inputs/t.parquet",
+        TITAN,
+        job_name_prefix="emb",
+        dimensions=256,
+        max_records_per_job=100,
+        max_concurrent_jobs=1,
+        **FAST,
+    )
+    out = run.start().wait(timeout=120)
+    assert out["id"].tolist() == list(range(330))
+    assert out["error"].isna().all()
+    vectors = np.array(out["embedding"].tolist())
+    assert vectors.shape == (330, 256)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(vectors[0], vectors[150])
+    assert not np.array_equal(vectors[0], vectors[1])
+    assert aws.stats.max_active_jobs == 1 and aws.stats.jobs_created == 3
+
+
+@pytest.mark.parametrize(
+    "model_id",
+    [
+        "us.anthropic.claude-3-5-sonnet-20240620-v1:0",
+        "amazon.nova-lite-v1:0",
+        "meta.llama3-1-8b-instruct-v1:0",
+        "mistral.mistral-7b-instruct-v0:2",
+    ],
+)
+def test_each_text_family_round_trips(aws: LocalBedrock, model_id: str) -> None:
+    df = topics(100)
+    template = 'Answer about "{topic}" with {{"json": [1]}}, a \\ and ünïcode\n.'
+    out = BatchRun(df, model_id, template, system_prompt="Be brief.", **FAST).wait(timeout=60)
+    answers_match_prompts(out, df, template)
+
+
+def test_converse_invocation_type(aws: LocalBedrock) -> None:
+    df = topics(100)
+    template = "Summarise {topic}."
+    out = BatchRun(df, "amazon.nova-micro-v1:0", template, invocation_type="Converse", **FAST)
+    answers_match_prompts(out.wait(timeout=60), df, template)
+
+
+def test_per_record_errors_surface_without_losing_rows(aws: LocalBedrock) -> None:
+    df = topics(300)
+    df.loc[["row-5", "row-250"], "topic"] = "BROKEN"
+    aws.faults.fail_text_containing = "BROKEN"
+    out = BatchRun(df, CLAUDE, "Joke about {topic}", max_records_per_job=100, **FAST).wait(60)
+    assert out.index.equals(df.index)
+    failed = out[out["error"].notna()]
+    assert failed.index.tolist() == ["row-5", "row-250"]
+    assert failed["response"].isna().all()
+    ok = out.drop(index=failed.index)
+    assert ok["response"].notna().all() and len(ok) == 298
+
+
+def test_rows_missing_from_the_output_get_an_error_that_says_so(aws: LocalBedrock) -> None:
+    aws.faults.drop_output_lines = 0.05
+    df = topics(400)
+    out = BatchRun(df, CLAUDE, "Joke about {topic}", max_records_per_job=200, **FAST).wait(60)
+    assert out.index.equals(df.index)
+    missing = out["error"].notna()
+    assert 0 < missing.sum() < 60
+    assert out.loc[missing, "error"].str.startswith("No output line for this record").all()
+    assert out.loc[~missing, "response"].notna().all()
+
+
+def test_invalid_input_stages_and_submits_nothing(aws: LocalBedrock) -> None:
+    run = BatchRun(topics(300), CLAUDE, "Joke about {subject}", **FAST)
+    with pytest.raises(BatchInputError, match="'subject'"):
+        run.start()
+    assert aws.stats.create_calls == 0
+    listing = boto3.client("s3").list_objects_v2(
+        Bucket=aws.bucket, Prefix=f"bedrock-batch/{run.run_id}"
+    )
+    assert "Contents" not in listing
+
+
+def test_preview_with_invoke_calls_the_runtime_only(aws: LocalBedrock) -> None:
+    df = topics(10)  # fewer rows than a job needs: previews still work
+    run = BatchRun(df, CLAUDE, "Joke about {topic}", system_prompt="Be kind.")
+    shown = run.preview(n=3)
+    assert shown["prompt"].tolist() == [f"Joke about topic number {i}" for i in range(3)]
+    body = json.loads(shown["model_input"].iloc[0])
+    assert body["system"] == "Be kind." and body["anthropic_version"] == "bedrock-2023-05-31"
+    answered = run.preview(n=3, invoke=True)
+    assert answered["error"].isna().all()
+    for prompt, response in zip(answered["prompt"], answered["response"], strict=True):
+        assert prompt in response
+    assert aws.stats.invoke_calls == 3 and aws.stats.create_calls == 0
+
+
+def test_await_works_inside_a_running_loop(aws: LocalBedrock) -> None:
+    df = topics(100)
+    run = BatchRun(df, CLAUDE, "Joke about {topic}", **FAST)
+
+    async def main() -> pd.DataFrame:
+        run.start()
+        ticks = 0
+        while not run.done:  # the loop stays free while the run works
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert ticks > 1
+        return await run
+
+    out = asyncio.run(main())
+    answers_match_prompts(out, df, "Joke about {topic}")
+
+
+def test_stop_keeps_every_row(aws: LocalBedrock) -> None:
+    aws.timings.records_per_second = 50  # a 100-record job takes about two seconds
+    df = topics(500)
+    run = BatchRun(df, CLAUDE, "Joke about {topic}", max_concurrent_jobs=1, **FAST)
+    run.start()
+    while not any(job.status == "InProgress" for job in run.status().jobs):
+        time.sleep(0.02)
+    run.stop()
+    out = run.wait(timeout=60)
+    assert out.index.equals(df.index)
+    assert out["error"].notna().sum() >= 400  # four jobs never submitted, one stopped
+    assert out["error"].str.contains("stopped|Stopped", regex=True).sum() >= 400
+    assert run.status().phase == "stopped"
+    assert aws.stats.jobs_created == 1
+
+
+def test_run_batch_with_a_registered_prompt(aws: LocalBedrock) -> None:
+    df = topics(100)
+    out = run_batch(df, CLAUDE, prompt_id="joke_about_topic", progress=False, **FAST)
+    assert out["error"].isna().all()
+    assert all(t in r for t, r in zip(df["topic"], out["response"], strict=True))
