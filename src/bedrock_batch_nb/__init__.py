@@ -23,7 +23,7 @@ from typing import Any
 from .config import RunConfig
 from .errors import BatchInputError, BatchRunError, BedrockBatchError, UnknownModelError
 from .prompts import PromptTemplate, get_prompt, list_prompts, register_prompt
-from .run import BatchRun, run_batch
+from .run import BatchRun, list_runs, run_batch
 
 __all__ = [
     "BatchInputError",
@@ -36,6 +36,7 @@ __all__ = [
     "form",
     "get_prompt",
     "list_prompts",
+    "list_runs",
     "load_ipython_extension",
     "local_bedrock",
     "register_prompt",

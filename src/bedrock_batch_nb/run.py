@@ -678,6 +678,16 @@ class RunPlan:
         return f"<RunPlan {self.run_id}: {self.records:,} records in {self.jobs} job(s)>"
 
 
+def list_runs(
+    bucket: str | None = None, *, s3_prefix: str = "bedrock-batch", region: str | None = None
+) -> pd.DataFrame:
+    """The runs whose journals are under ``s3://<bucket>/<s3_prefix>/``, newest first
+    (``run_id``, model, phase, records, jobs, jobs done, times): what ``resume`` takes."""
+    probe = RunConfig(model_id="-", bucket=bucket, s3_prefix=s3_prefix, region=region)
+    clients = Clients.create(region)
+    return journal.list_runs(clients.s3, probe.resolved_bucket(), s3_prefix)
+
+
 def run_batch(
     data: Any,
     model_id: str,
