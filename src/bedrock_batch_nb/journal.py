@@ -102,12 +102,16 @@ def config_from_dict(d: dict[str, Any]) -> RunConfig:
     return RunConfig(**values)
 
 
-def write(s3: Any, layout: RunLayout, state: dict[str, Any]) -> None:
-    """Write the journal to S3 and to the local cache."""
+def write(s3: Any, layout: RunLayout, state: dict[str, Any], **put: Any) -> None:
+    """Write the journal to S3 and to the local cache (``put``: extra put_object args)."""
     state = {"version": VERSION, "updated_at": time.time(), **state}
     body = json.dumps(state, indent=1, default=str).encode()
     s3.put_object(
-        Bucket=layout.bucket, Key=journal_key(layout), Body=body, ContentType="application/json"
+        Bucket=layout.bucket,
+        Key=journal_key(layout),
+        Body=body,
+        ContentType="application/json",
+        **put,
     )
     try:
         path = cache_dir() / f"{layout.run_id}.json"
@@ -131,7 +135,7 @@ def read(s3: Any, layout: RunLayout) -> dict[str, Any]:
     return state
 
 
-def write_rows(s3: Any, layout: RunLayout, rows: pd.DataFrame) -> str | None:
+def write_rows(s3: Any, layout: RunLayout, rows: pd.DataFrame, **put: Any) -> str | None:
     """Keep the input rows beside the jobs so that a resumed run can join results back.
     Returns a note when the rows cannot be stored as Parquet (resume then needs ``data=``)."""
     import io
@@ -141,7 +145,7 @@ def write_rows(s3: Any, layout: RunLayout, rows: pd.DataFrame) -> str | None:
         rows.to_parquet(buffer)
     except Exception as exc:
         return f"Input rows not saved for resume ({type(exc).__name__}: {exc})."
-    s3.put_object(Bucket=layout.bucket, Key=rows_key(layout), Body=buffer.getvalue())
+    s3.put_object(Bucket=layout.bucket, Key=rows_key(layout), Body=buffer.getvalue(), **put)
     return None
 
 

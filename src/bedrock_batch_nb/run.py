@@ -36,7 +36,7 @@ from .models import InferenceParams, ModelAdapter, ModelOutput, resolve_adapter
 from .orchestrator import PENDING, JobState, Orchestrator, RunStatus, SubmitSpec
 from .prompts import PromptTemplate, get_prompt
 from .sources import load_rows
-from .staging import RecordBuilder, RunLayout, line_bytes, put_lines
+from .staging import RecordBuilder, RunLayout, line_bytes, put_lines, put_options
 from .validation import check_rows, check_texts
 
 Listener = Callable[[RunStatus], None]
@@ -397,7 +397,9 @@ class BatchRun:
 
         if not self._resumed:
             self._publish("staging", note="Saving the input rows beside the jobs (for resume).")
-            note = await asyncio.to_thread(journal.write_rows, clients.s3, self.layout, self.rows)
+            note = await asyncio.to_thread(
+                journal.write_rows, clients.s3, self.layout, self.rows, **self._put
+            )
             if note:
                 self._publish(None, note=note)
         unsubmitted = [j for j in self._jobs if j.arn is None]
@@ -566,6 +568,10 @@ class BatchRun:
 
         await asyncio.gather(*(one(int(p)) for p in todo))
 
+    @property
+    def _put(self) -> dict[str, Any]:
+        return put_options(self.config.kms_key_id, self.config.s3_bucket_owner)
+
     async def _save_journal(self, clients: Clients, phase: str | None) -> None:
         state = {
             "run_id": self.run_id,
@@ -576,7 +582,7 @@ class BatchRun:
             "jobs": [journal.job_to_dict(j) for j in self._jobs],
         }
         async with self._journal_lock:
-            await asyncio.to_thread(journal.write, clients.s3, self.layout, state)
+            await asyncio.to_thread(journal.write, clients.s3, self.layout, state, **self._put)
 
     def _write_results(self, clients: Clients, frame: pd.DataFrame) -> str:
         buffer = io.BytesIO()
@@ -585,7 +591,10 @@ class BatchRun:
         except Exception as exc:  # e.g. a user column pyarrow cannot store
             return f"Results not written as Parquet: {exc}"
         clients.s3.put_object(
-            Bucket=self.layout.bucket, Key=self.layout.results_key, Body=buffer.getvalue()
+            Bucket=self.layout.bucket,
+            Key=self.layout.results_key,
+            Body=buffer.getvalue(),
+            **self._put,
         )
         return f"Results written to {self.layout.results_uri}"
 

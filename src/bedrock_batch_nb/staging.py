@@ -124,6 +124,17 @@ def line_bytes(lines: Sequence[str]) -> list[int]:
     return [len(line.encode("utf-8")) + 1 for line in lines]
 
 
+def put_options(kms_key_id: str | None, bucket_owner: str | None) -> dict[str, Any]:
+    """Extra ``put_object`` arguments for every write of a run: SSE-KMS with the run's key,
+    and the expected bucket owner."""
+    extra: dict[str, Any] = {}
+    if kms_key_id:
+        extra.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=kms_key_id)
+    if bucket_owner:
+        extra["ExpectedBucketOwner"] = bucket_owner
+    return extra
+
+
 def put_lines(
     s3: Any,
     bucket: str,
@@ -135,9 +146,5 @@ def put_lines(
 ) -> None:
     """Upload record lines as one JSONL file."""
     body = ("\n".join(lines) + "\n").encode("utf-8")
-    extra: dict[str, Any] = {}
-    if kms_key_id:
-        extra.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=kms_key_id)
-    if bucket_owner:
-        extra["ExpectedBucketOwner"] = bucket_owner
+    extra = put_options(kms_key_id, bucket_owner)
     s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/jsonl", **extra)

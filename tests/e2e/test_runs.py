@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import time
 
 import boto3
@@ -213,3 +214,44 @@ def test_run_batch_with_a_registered_prompt(aws: LocalBedrock) -> None:
     out = run_batch(df, CLAUDE, prompt_id="joke_about_topic", progress=False, **FAST)
     assert out["error"].isna().all()
     assert all(t in r for t, r in zip(df["topic"], out["response"], strict=True))
+
+
+def test_every_write_carries_the_kms_key(aws: LocalBedrock) -> None:
+    kms = boto3.client("kms", endpoint_url=aws.s3_url)  # moto's server serves KMS too
+    key_id = kms.create_key()["KeyMetadata"]["Arn"]
+    run = BatchRun(
+        topics(100),
+        CLAUDE,
+        "Joke about {topic}",
+        kms_key_id=key_id,
+        s3_bucket_owner="123456789012",
+        **FAST,
+    )
+    run.wait(timeout=60)
+    s3 = boto3.client("s3")
+    ours = [
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=aws.bucket, Prefix=run.layout.root_key)["Contents"]
+        if "/output/" not in o["Key"]  # written by Bedrock with the job's output key
+    ]
+    assert {k.rsplit("/", 1)[-1] for k in ours} >= {
+        "run.json",
+        "rows.parquet",
+        "part-00001.jsonl",
+        "results.parquet",
+    }
+    for key in ours:
+        head = s3.head_object(Bucket=aws.bucket, Key=key)
+        assert head["ServerSideEncryption"] == "aws:kms", key
+        assert head["SSEKMSKeyId"] == key_id, key
+
+
+def test_errors_do_not_echo_prompts_or_credentials(aws: LocalBedrock) -> None:
+    secret_text = "my private medical note " * 3000
+    df = topics(120)
+    df.loc["row-3", "topic"] = secret_text
+    with pytest.raises(BatchInputError) as info:
+        BatchRun(df, TITAN, "{topic}").validate()
+    message = str(info.value)
+    assert "row-3" in message and "private medical" not in message
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] not in message
