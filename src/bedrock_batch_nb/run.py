@@ -143,6 +143,11 @@ class BatchRun:
         self._created_at = time.time()
         self.result: pd.DataFrame | None = None
         """The joined DataFrame, once the run has finished (or what finished, if it failed)."""
+        self.error: BaseException | None = None
+        """Why the run failed, once it has."""
+        self._done_callbacks: list[Callable[[BatchRun], None]] = []
+        self._done_lock = threading.Lock()
+        self._ended = False
 
     @classmethod
     def resume(
@@ -383,11 +388,31 @@ class BatchRun:
         try:
             frame = asyncio.run(self._main(clients, spec, prepared))
         except BaseException as exc:
+            self.error = exc
             self._publish("failed", note=str(exc), finished=True)
+            self._call_done_callbacks()
             self._future.set_exception(exc)
         else:
             self.result = frame
+            self._call_done_callbacks()
             self._future.set_result(frame)
+
+    def add_done_callback(self, fn: Callable[[BatchRun], None]) -> None:
+        """Call ``fn(run)`` once the run has ended (``run.result`` or ``run.error`` set),
+        before ``wait()`` and ``await run`` return; at once if it has already ended."""
+        with self._done_lock:
+            if not self._ended:
+                self._done_callbacks.append(fn)
+                return
+        fn(self)
+
+    def _call_done_callbacks(self) -> None:
+        with self._done_lock:
+            self._ended = True
+            callbacks, self._done_callbacks = self._done_callbacks, []
+        for fn in callbacks:
+            with contextlib.suppress(Exception):  # a display problem must never stop a run
+                fn(self)
 
     async def _main(self, clients: Clients, spec: SubmitSpec, prepared: Prepared) -> pd.DataFrame:
         self._loop = asyncio.get_running_loop()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import Any
 
 from .chunking import Chunk
@@ -112,9 +113,11 @@ class RecordBuilder:
                 for t, p in zip(texts, positions, strict=True)
             ]
         head, tail = self._parts
+        # encode_basestring is json.dumps(t, ensure_ascii=False) for a str, without the
+        # call overhead: the quoted, escaped string.
         return [
             f'{{"recordId":"{RECORD_ID_PREFIX}{p:010d}","modelInput":{head}'
-            f"{dumps(t, ensure_ascii=False)[1:-1]}{tail}}}"
+            f"{encode_basestring(t)[1:-1]}{tail}}}"
             for t, p in zip(texts, positions, strict=True)
         ]
 
