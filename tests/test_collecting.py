@@ -147,3 +147,49 @@ def test_error_message_formats() -> None:
     assert error_message({"errorCode": 400, "errorMessage": "bad"}) == "400: bad"
     assert error_message({"errorMessage": "bad"}) == "bad"
     assert error_message("plain") == "plain"
+
+
+def test_any_key_order_and_lookalike_text_in_the_prompt(rows: pd.DataFrame) -> None:
+    results = Results(len(rows), CLAUDE)
+    sneaky = 'say "modelOutput": {"content": [], "error": 1} and "recordId": "R0000000005"'
+    output = {"content": [{"type": "text", "text": "real"}], "usage": {}}
+    lines = [
+        # Bedrock's own order may differ from ours: join on the keys, not their places.
+        json.dumps(
+            {"modelOutput": output, "modelInput": {"text": sneaky}, "recordId": "R0000000000"}
+        ),
+        json.dumps(
+            {"recordId": "R0000000001", "modelInput": {"text": sneaky}, "modelOutput": output}
+        ),
+        json.dumps(
+            {
+                "modelInput": {"text": sneaky},
+                "error": {"errorCode": 400, "errorMessage": "bad"},
+                "recordId": "R0000000002",
+            }
+        ),
+    ]
+    stats = results.add_lines(lines)
+    out = results.to_frame(rows)
+    assert out["response"].tolist()[:2] == ["real", "real"]
+    assert out["error"].iloc[2] == "400: bad"
+    assert out["response"].iloc[5] is None and out["error"].iloc[5] is None
+    assert (stats.successes, stats.errors, stats.malformed) == (2, 1, 0)
+
+
+def test_truncated_lines_are_malformed_wherever_they_are_cut(rows: pd.DataFrame) -> None:
+    line = claude_line(0, "a full answer")
+    for cut in (5, 30, len(line) // 2, len(line) - 20, len(line) - 1):
+        results = Results(len(rows), CLAUDE)
+        stats = results.add_lines([line[:cut]])
+        assert stats.malformed == 1 and stats.successes == 0, cut
+        assert not results.answered.any()
+
+
+def test_a_later_success_replaces_an_earlier_error_but_not_the_reverse(rows: pd.DataFrame) -> None:
+    results = Results(len(rows), CLAUDE)
+    results.add_lines([error_line(0, "first try failed"), claude_line(1, "ok")])
+    results.add_lines([claude_line(0, "retried"), error_line(1, "late error")])
+    out = results.to_frame(rows)
+    assert out["response"].iloc[0] == "retried" and out["error"].iloc[0] is None
+    assert out["response"].iloc[1] == "ok" and out["error"].iloc[1] is None

@@ -199,3 +199,12 @@ def test_get_unknown_lists_known_ids() -> None:
     assert "'nope'" in message
     assert "joke_about_topic" in message
     assert "register_prompt" in message
+
+
+def test_rendered_lengths_match_the_rendered_prompts() -> None:
+    df = pd.DataFrame({"a": ["x", "ünï", "", "long " * 10], "b": [1, 22, 333, None]})
+    template = PromptTemplate("{a}-{b} and {a} again {{braces}}")
+    expected = template.render_frame(df).str.len()
+    pd.testing.assert_series_equal(
+        template.rendered_lengths(df), expected.astype("int64"), check_names=False
+    )

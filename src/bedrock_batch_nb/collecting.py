@@ -64,32 +64,32 @@ class Results:
         """Parse output lines into the rows they belong to."""
         stats = OutputStats()
         for raw in lines:
-            if not raw.strip():
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+            if not text.strip():
                 continue
             stats.lines += 1
-            try:
-                record = json.loads(raw)
-                rid = record["recordId"]
-            except (ValueError, TypeError, KeyError):
+            fields = _fields(text)
+            if fields is None:
                 stats.malformed += 1
                 continue
+            rid, output, error = fields
             pos = position_of(rid) if isinstance(rid, str) else None
             if pos is None or pos >= self.n_rows:
                 stats.unknown_record_ids += 1
                 continue
-            if "modelOutput" in record and record["modelOutput"] is not None:
+            if output is not None:
                 try:
-                    out = self.adapter.parse_response(record["modelOutput"])
-                except (ValueError, TypeError, KeyError) as exc:
+                    out = self.adapter.parse_response(output)
+                except (ValueError, TypeError, KeyError, AttributeError) as exc:
                     if not self.answered[pos]:
                         self.errors[pos] = f"Unreadable model output: {exc}"
                     stats.errors += 1
                     continue
                 self.set_output(pos, out)
                 stats.successes += 1
-            elif "error" in record:
+            elif error is not None:
                 if not self.answered[pos]:
-                    self.errors[pos] = error_message(record["error"])
+                    self.errors[pos] = error_message(error)
                 stats.errors += 1
             else:
                 stats.malformed += 1
@@ -134,6 +134,51 @@ class Results:
 
 def _as_int(values: np.ndarray) -> list[int | None]:
     return [None if np.isnan(v) else int(v) for v in values]
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _value_after(text: str, key: str) -> tuple[bool, Any, int]:
+    """The value of top-level ``key`` in a JSON object line and where it ends, decoding
+    only that value.
+
+    An unescaped ``"key"`` followed by ``:`` can only be a key: inside a JSON string the
+    quotes are escaped, and the echoed request bodies have no keys of these names.
+    """
+    at = text.find(f'"{key}"')
+    if at < 0:
+        return False, None, 0
+    colon = at + len(key) + 2
+    while colon < len(text) and text[colon] in " \t":
+        colon += 1
+    if colon >= len(text) or text[colon] != ":":
+        raise ValueError(f"no ':' after {key}")
+    start = colon + 1
+    while start < len(text) and text[start] in " \t":
+        start += 1
+    value, end = _DECODER.raw_decode(text, start)
+    return True, value, end
+
+
+def _fields(text: str) -> tuple[Any, Any, Any] | None:
+    """``(recordId, modelOutput, error)`` of an output line; None for a line that is not a
+    whole record.  The echoed ``modelInput`` (most of the line) is not decoded when it
+    comes before the other keys, as Bedrock writes them; otherwise the line is decoded."""
+    try:
+        found_id, rid, end_id = _value_after(text, "recordId")
+        found_out, output, end_out = _value_after(text, "modelOutput")
+        found_err, error, end_err = (False, None, 0) if found_out else _value_after(text, "error")
+        last = max(end_id, end_out, end_err)
+        whole = text.lstrip().startswith("{") and text[last:].strip() == "}"
+        if found_id and (found_out or found_err) and whole:
+            return rid, output, error
+        record = json.loads(text)  # another key order, or not a record: decode it all
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or "recordId" not in record:
+        return None
+    return record["recordId"], record.get("modelOutput"), record.get("error")
 
 
 def error_message(error: Any) -> str:

@@ -50,6 +50,8 @@ class JobState:
     success: int = 0
     errors: int = 0
     collected: bool = False
+    staged: bool = False
+    """Its input file is on S3 (a job is submitted only once it is)."""
     unreadable_lines: int = 0
     """Output lines of this job that could not be parsed (corrupted or truncated)."""
 
@@ -224,6 +226,15 @@ class Orchestrator:
         self.failure: JobState | None = None
         """The first job that ended Failed: the run stops early."""
         self._stop_sent = False
+        self._kick = asyncio.Event()
+
+    def kick(self) -> None:
+        """Look again now (a job was staged, or a stop was asked for)."""
+        self._kick.set()
+
+    def request_stop(self) -> None:
+        self.stop_requested.set()
+        self._kick.set()
 
     def pending(self) -> list[JobState]:
         return [j for j in self.jobs if j.status == PENDING]
@@ -241,7 +252,8 @@ class Orchestrator:
             if not waiting and not any(j.active for j in self.jobs):
                 break
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.stop_requested.wait(), timeout=interval)
+                await asyncio.wait_for(self._kick.wait(), timeout=interval)
+            self._kick.clear()
             try:
                 changed = await asyncio.to_thread(self._poll)
             except Exception as exc:  # botocore has retried already: note it, poll again
@@ -251,7 +263,7 @@ class Orchestrator:
             for job in changed:
                 if job.status == "Failed" and self.failure is None:
                     self.failure = job
-                    self.stop_requested.set()
+                    self.request_stop()
                 if job.final and not job.collected:
                     await self.on_job_final(job)
             if self.cap < self.max_concurrent_jobs and changed:
@@ -283,6 +295,8 @@ class Orchestrator:
 
     async def _submit_ready(self) -> None:
         for job in self.pending():
+            if not job.staged:
+                continue
             if sum(j.active for j in self.jobs) >= self.cap:
                 return
             try:

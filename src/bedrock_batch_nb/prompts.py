@@ -139,6 +139,19 @@ class PromptTemplate:
         rows = zip(*(values[name] for name in self._names), strict=True)
         return pd.Series([fmt % row for row in rows], index=df.index, dtype=object)
 
+    def rendered_lengths(self, df: pd.DataFrame) -> pd.Series:
+        """The length in characters of every row's prompt, without rendering it."""
+        total: pd.Series = pd.Series(
+            sum(len(lit) for lit in self._literals), index=df.index, dtype="int64"
+        )
+        lengths = {
+            name: pd.Series([len(v) for v in _as_str_list(df, name)], index=df.index, dtype="int64")
+            for name in self._fields
+        }
+        for name in self._names:
+            total += lengths[name]
+        return total
+
     def __repr__(self) -> str:
         return f"PromptTemplate({self._template!r})"
 

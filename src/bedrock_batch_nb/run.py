@@ -18,7 +18,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -37,7 +37,7 @@ from .orchestrator import PENDING, JobState, Orchestrator, RunStatus, SubmitSpec
 from .prompts import PromptTemplate, get_prompt
 from .sources import load_rows
 from .staging import RecordBuilder, RunLayout, line_bytes, put_lines, put_options
-from .validation import check_rows, check_texts
+from .validation import check_lengths, check_rows
 
 Listener = Callable[[RunStatus], None]
 STAGE_CONCURRENCY = 8
@@ -90,12 +90,18 @@ def new_run_id(prefix: str) -> str:
 
 @dataclass(frozen=True)
 class Prepared:
-    """Everything computed before staging: the records and how they are cut into jobs."""
+    """What validation computes: how the records are cut into jobs.
 
-    texts: pd.Series
-    lines: list[str]
+    The request lines themselves are built per job while it is staged, so a run never holds
+    the whole rendered dataset.  ``sizes`` are the lines' estimated bytes (for planning
+    within the file-size limit; staging checks the real size)."""
+
     chunks: list[Chunk]
     sizes: np.ndarray
+
+    @property
+    def records(self) -> int:
+        return len(self.sizes)
 
 
 class BatchRun:
@@ -273,23 +279,51 @@ class BatchRun:
         problems += check_rows(self.rows, self.config, adapter, template)
         if problems:
             raise BatchInputError(problems)
-        texts = self.texts(self.rows)
-        problems = check_texts(texts, adapter)
+        lengths = self.text_lengths(self.rows)
+        problems = check_lengths(lengths, adapter)
         if problems:
             raise BatchInputError(problems)
-        builder = RecordBuilder(adapter, system=self.system_prompt, params=self.params)
-        lines = builder.lines(texts.tolist(), range(len(texts)))
-        sizes = np.asarray(line_bytes(lines), dtype=np.int64)
+        sizes = self._estimate_line_bytes(lengths)
         c = self.config
         chunks = plan_chunks(
-            len(lines),
+            len(sizes),
             max_records_per_job=c.max_records_per_job,
             min_records_per_job=c.min_records_per_job,
             max_num_jobs=c.max_num_jobs,
             record_bytes=sizes,
             max_file_bytes=c.max_input_file_bytes,
         )
-        return Prepared(texts=texts, lines=lines, chunks=chunks, sizes=sizes)
+        return Prepared(chunks=chunks, sizes=sizes)
+
+    def text_lengths(self, rows: pd.DataFrame) -> pd.Series:
+        """Characters of the text sent for each row, without rendering it."""
+        template = self.template
+        if template is not None:
+            return template.rendered_lengths(rows)
+        return rows[self.config.input_text_column].astype(str).str.len().astype("int64")
+
+    def _estimate_line_bytes(self, lengths: pd.Series) -> np.ndarray:
+        """Each record line's bytes: a fixed part plus the text's characters times the
+        bytes per character (escapes, UTF-8) measured on a sample, with 10% to spare."""
+        builder = self._builder()
+        fixed = len(builder.lines([""], [0])[0].encode()) + 1
+        sample = self.rows.iloc[:: max(1, len(self.rows) // 500)]
+        texts = self.texts(sample).tolist()
+        chars = sum(len(t) for t in texts)
+        line_sizes = line_bytes(builder.lines(texts, range(len(texts))))
+        ratio = (sum(line_sizes) - fixed * len(texts)) / chars if chars else 1.0
+        return (fixed + np.ceil(lengths.to_numpy() * ratio * 1.1)).astype(np.int64)
+
+    def _builder(self) -> RecordBuilder:
+        return RecordBuilder(self.adapter, system=self.system_prompt, params=self.params)
+
+    def record_lines(self, positions: range | list[int]) -> list[str]:
+        """The JSONL record lines of the rows at ``positions``."""
+        if isinstance(positions, range):
+            rows = self.rows.iloc[positions.start : positions.stop]
+        else:
+            rows = self.rows.iloc[positions]
+        return self._builder().lines(self.texts(rows).tolist(), positions)
 
     def plan(self) -> pd.DataFrame:
         """The jobs this run would submit: records, first and last row, input bytes."""
@@ -428,13 +462,16 @@ class BatchRun:
             if note:
                 self._publish(None, note=note)
         unsubmitted = [j for j in self._jobs if j.arn is None]
+        for job in self._jobs:
+            job.staged = job.arn is not None
         self._publish("staging", note=f"Staging {len(unsubmitted)} input file(s) to S3.")
         await self._save_journal(clients, "staging")
-        await self._stage(clients, prepared, unsubmitted)
-        crash_point("staged")
-        await self._save_journal(clients, "running")
+        self._orchestrator = self._new_orchestrator(clients, spec, results)
+        if self._stop.is_set():
+            self._orchestrator.request_stop()
 
-        failure = await self._orchestrate(clients, spec, results)
+        # Jobs are submitted as soon as their input is staged, while the rest is staged.
+        failure = await self._orchestrate(self._stage(clients, unsubmitted, "staged"))
         attempt = max((j.attempt for j in self._jobs), default=0)
         while failure is None and not self._stop.is_set() and attempt < c.max_record_retries:
             todo = results.unanswered()
@@ -448,12 +485,11 @@ class BatchRun:
                     None,
                     note=f"Retrying {len(todo):,} failed record(s) in {len(jobs)} new job(s).",
                 )
-                await self._stage(clients, prepared, jobs)
                 await self._save_journal(clients, "running")
-                failure = await self._orchestrate(clients, spec, results)
+                failure = await self._orchestrate(self._stage(clients, jobs, None))
             elif c.on_demand_fallback:
                 self._publish(None, note=f"Retrying {len(todo):,} record(s) on demand.")
-                await self._on_demand(clients, prepared, results, todo)
+                await self._on_demand(results, todo)
             else:
                 results.add_note(
                     todo,
@@ -483,27 +519,41 @@ class BatchRun:
         self._publish(phase, note=note, finished=True)
         return frame
 
-    async def _stage(self, clients: Clients, prepared: Prepared, jobs: list[JobState]) -> None:
+    async def _stage(self, clients: Clients, jobs: list[JobState], point: str | None) -> None:
+        """Build each job's record lines and upload them, a few jobs at a time (so that
+        memory holds a few jobs' lines, not the dataset's), kicking the orchestrator as
+        each one lands."""
         gate = asyncio.Semaphore(STAGE_CONCURRENCY)
-        c = self.config
-        layout = self.layout
 
         async def stage(job: JobState) -> None:
-            bucket, key = job.input_uri[len("s3://") :].split("/", 1)
-            lines = prepared.lines
             async with gate:
-                await asyncio.to_thread(
-                    put_lines,
-                    clients.s3,
-                    bucket,
-                    key,
-                    (lines[p] for p in job.rows()),
-                    kms_key_id=c.kms_key_id,
-                    bucket_owner=c.s3_bucket_owner,
-                )
+                await asyncio.to_thread(self._stage_job, clients, job)
+            job.staged = True
+            if self._orchestrator is not None:
+                self._orchestrator.kick()
 
-        assert all(j.input_uri.startswith(layout.root_uri) for j in jobs)
         await asyncio.gather(*(stage(job) for job in jobs))
+        if point is not None:
+            crash_point(point)
+        await self._save_journal(clients, "running")
+
+    def _stage_job(self, clients: Clients, job: JobState) -> None:
+        lines = self.record_lines(job.rows())
+        size = sum(line_bytes(lines))
+        if size > self.config.max_input_file_bytes:
+            raise BatchRunError(
+                f"Job {job.name}'s input is {size:,} bytes, over max_input_file_bytes="
+                f"{self.config.max_input_file_bytes:,}: lower max_records_per_job."
+            )
+        bucket, key = job.input_uri[len("s3://") :].split("/", 1)
+        put_lines(
+            clients.s3,
+            bucket,
+            key,
+            lines,
+            kms_key_id=self.config.kms_key_id,
+            bucket_owner=self.config.s3_bucket_owner,
+        )
 
     def _retry_jobs(self, todo: np.ndarray, attempt: int, prepared: Prepared) -> list[JobState]:
         c = self.config
@@ -525,10 +575,9 @@ class BatchRun:
             for chunk in chunks
         ]
 
-    async def _orchestrate(
+    def _new_orchestrator(
         self, clients: Clients, spec: SubmitSpec, results: Results
-    ) -> JobState | None:
-        """Run every job to its end and collect it; return the job that Failed, if any."""
+    ) -> Orchestrator:
         layout = self.layout
 
         async def collect(job: JobState) -> None:
@@ -554,7 +603,10 @@ class BatchRun:
             crash_point("submitted")
 
         c = self.config
-        self._orchestrator = Orchestrator(
+        self._collect = collect
+        self._clients_in_use = clients
+        self._results = results
+        return Orchestrator(
             clients.bedrock,
             spec,
             self._jobs,
@@ -565,27 +617,34 @@ class BatchRun:
             on_submitted=submitted,
             on_job_final=collect,
         )
-        if self._stop.is_set():
-            self._orchestrator.stop_requested.set()
+
+    async def _orchestrate(self, staging: Awaitable[None]) -> JobState | None:
+        """Stage (``staging``) and run every job to its end, collecting each as it ends;
+        return the job that Failed, if any."""
+        orchestrator = self._orchestrator
+        assert orchestrator is not None
         self._publish("running")
-        await self._orchestrator.run()
+        running = asyncio.ensure_future(orchestrator.run())
+        try:
+            await staging
+        except BaseException:
+            running.cancel()
+            raise
+        await running
         # Jobs that were already over when the run (re)started are collected here.
         for job in sorted(self._jobs, key=lambda j: j.attempt):
             if job.final and not job.collected:
-                await collect(job)
-        return self._orchestrator.failure
+                await self._collect(job)
+        return orchestrator.failure
 
-    async def _on_demand(
-        self, clients: Clients, prepared: Prepared, results: Results, todo: np.ndarray
-    ) -> None:
-        builder = RecordBuilder(self.adapter, system=self.system_prompt, params=self.params)
+    async def _on_demand(self, results: Results, todo: np.ndarray) -> None:
+        builder = self._builder()
         gate = asyncio.Semaphore(4)
 
         async def one(pos: int) -> None:
+            text = self.texts(self.rows.iloc[[pos]]).iloc[0]
             async with gate:
-                value = await asyncio.to_thread(
-                    self._invoke_raw, builder, str(prepared.texts.iloc[pos])
-                )
+                value = await asyncio.to_thread(self._invoke_raw, builder, str(text))
             if isinstance(value, str):
                 results.add_note([pos], f"on-demand retry failed too: {value}")
             else:
@@ -641,7 +700,7 @@ class BatchRun:
         self._stop.set()
         loop, orchestrator = self._loop, self._orchestrator
         if loop is not None and orchestrator is not None:
-            loop.call_soon_threadsafe(orchestrator.stop_requested.set)
+            loop.call_soon_threadsafe(orchestrator.request_stop)
 
     def status(self) -> RunStatus:
         """A snapshot: phase, and per job its status, counts and times."""
@@ -689,7 +748,7 @@ class RunPlan:
         assert run._prepared is not None
         self._prepared = run._prepared
         self.run_id = run.run_id
-        self.records = len(run._prepared.lines)
+        self.records = run._prepared.records
         self.jobs = len(run._prepared.chunks)
 
     def frame(self) -> pd.DataFrame:

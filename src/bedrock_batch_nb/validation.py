@@ -97,14 +97,13 @@ def check_rows(
     return problems
 
 
-def check_texts(texts: pd.Series, adapter: ModelAdapter) -> list[str]:
-    """Rendered texts over the model's size limit."""
-    lengths = texts.str.len()
+def check_lengths(lengths: pd.Series, adapter: ModelAdapter) -> list[str]:
+    """Prompts (or texts to embed) over the model's size limit, from their lengths."""
     over = (lengths > adapter.max_input_chars).to_numpy()
     if not over.any():
         return []
     return [
         f"{int(over.sum()):,} rendered prompt(s) are longer than {adapter.max_input_chars:,} "
-        f"characters, the limit for {adapter.family}: rows {_rows_named(texts.index, over)} "
+        f"characters, the limit for {adapter.family}: rows {_rows_named(lengths.index, over)} "
         f"(longest {int(lengths.max()):,})."
     ]
