@@ -9,6 +9,7 @@ line is handled on its own, so one bad line never takes the other rows down with
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -130,6 +131,38 @@ class Results:
         out["input_tokens"] = pd.array(_as_int(self.input_tokens), dtype="Int64")
         out["output_tokens"] = pd.array(_as_int(self.output_tokens), dtype="Int64")
         return out
+
+
+PARQUET_BATCH_ROWS = 50_000
+
+
+def write_parquet(frame: pd.DataFrame, sink: Any, *, batch_rows: int = PARQUET_BATCH_ROWS) -> None:
+    """Write ``frame`` as Parquet, converting ``batch_rows`` rows at a time (one row group
+    each), so that the Arrow copy of a large result never exists whole."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.Schema.from_pandas(frame, preserve_index=True)
+    with pq.ParquetWriter(sink, schema) as writer:
+        for start in range(0, max(len(frame), 1), batch_rows):
+            part = frame.iloc[start : start + batch_rows]
+            writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=True))
+
+
+def upload_parquet(
+    s3: Any,
+    frame: pd.DataFrame,
+    bucket: str,
+    key: str,
+    put: dict[str, Any],
+    *,
+    batch_rows: int = PARQUET_BATCH_ROWS,
+) -> None:
+    """Write ``frame`` as Parquet to a temporary file and upload it (multipart when large)."""
+    with tempfile.TemporaryFile() as spool:
+        write_parquet(frame, spool, batch_rows=batch_rows)
+        spool.seek(0)
+        s3.upload_fileobj(spool, bucket, key, ExtraArgs=put or None)
 
 
 def _as_int(values: np.ndarray) -> list[int | None]:

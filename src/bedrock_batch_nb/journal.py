@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pyarrow import ArrowException
 
 from .aws import error_code
 from .chunking import Chunk
+from .collecting import upload_parquet
 from .config import RunConfig
 from .errors import BatchInputError
 from .orchestrator import JobState
@@ -138,14 +140,10 @@ def read(s3: Any, layout: RunLayout) -> dict[str, Any]:
 def write_rows(s3: Any, layout: RunLayout, rows: pd.DataFrame, **put: Any) -> str | None:
     """Keep the input rows beside the jobs so that a resumed run can join results back.
     Returns a note when the rows cannot be stored as Parquet (resume then needs ``data=``)."""
-    import io
-
-    buffer = io.BytesIO()
     try:
-        rows.to_parquet(buffer)
-    except Exception as exc:
+        upload_parquet(s3, rows, layout.bucket, rows_key(layout), put)
+    except (TypeError, ValueError, ArrowException) as exc:
         return f"Input rows not saved for resume ({type(exc).__name__}: {exc})."
-    s3.put_object(Bucket=layout.bucket, Key=rows_key(layout), Body=buffer.getvalue(), **put)
     return None
 
 

@@ -12,30 +12,36 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import io
 import json
 import os
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from pyarrow import ArrowException as ArrowError
 
 from . import journal
 from .aws import Clients, error_code
 from .chunking import Chunk, plan_chunks
-from .collecting import Results, collect_job
+from .collecting import (
+    PARQUET_BATCH_ROWS,
+    Results,
+    collect_job,
+    upload_parquet,
+    write_parquet,
+)
 from .config import RunConfig
 from .errors import BatchInputError, BatchRunError
 from .models import InferenceParams, ModelAdapter, ModelOutput, resolve_adapter
 from .orchestrator import PENDING, JobState, Orchestrator, RunStatus, SubmitSpec
 from .prompts import PromptTemplate, get_prompt
-from .sources import load_rows
+from .sources import load_rows, parse_s3_uri
 from .staging import RecordBuilder, RunLayout, line_bytes, put_lines, put_options
 from .validation import check_lengths, check_rows
 
@@ -669,18 +675,37 @@ class BatchRun:
             await asyncio.to_thread(journal.write, clients.s3, self.layout, state, **self._put)
 
     def _write_results(self, clients: Clients, frame: pd.DataFrame) -> str:
-        buffer = io.BytesIO()
         try:
-            frame.to_parquet(buffer)
-        except Exception as exc:  # e.g. a user column pyarrow cannot store
+            upload_parquet(
+                clients.s3, frame, self.layout.bucket, self.layout.results_key, self._put
+            )
+        except (TypeError, ValueError, ArrowError) as exc:  # a column pyarrow cannot store
             return f"Results not written as Parquet: {exc}"
-        clients.s3.put_object(
-            Bucket=self.layout.bucket,
-            Key=self.layout.results_key,
-            Body=buffer.getvalue(),
-            **self._put,
-        )
         return f"Results written to {self.layout.results_uri}"
+
+    def to_parquet(self, path: str, *, batch_rows: int = PARQUET_BATCH_ROWS) -> str:
+        """Write the finished run's results to a local path or an ``s3://`` URI, a row group
+        of ``batch_rows`` rows at a time; return where."""
+        frame = self._finished_result()
+        if path.startswith("s3://"):
+            bucket, key = parse_s3_uri(path)
+            upload_parquet(self.clients.s3, frame, bucket, key, self._put, batch_rows=batch_rows)
+        else:
+            write_parquet(frame, path, batch_rows=batch_rows)
+        return path
+
+    def iter_batches(self, batch_rows: int = PARQUET_BATCH_ROWS) -> Iterator[pd.DataFrame]:
+        """The finished run's results, ``batch_rows`` rows at a time, in input order."""
+        frame = self._finished_result()
+        for start in range(0, len(frame), batch_rows):
+            yield frame.iloc[start : start + batch_rows]
+
+    def _finished_result(self) -> pd.DataFrame:
+        if self.result is None:
+            raise BatchRunError(
+                f"Run {self.run_id} has no results yet: wait() for it (or resume it) first."
+            )
+        return self.result
 
     def wait(self, timeout: float | None = None) -> pd.DataFrame:
         """Block until the run ends and return the joined DataFrame."""

@@ -7,13 +7,14 @@ import io
 import json
 import os
 import time
+from pathlib import Path
 
 import boto3
 import numpy as np
 import pandas as pd
 import pytest
 
-from bedrock_batch_nb import BatchInputError, BatchRun, run_batch
+from bedrock_batch_nb import BatchInputError, BatchRun, BatchRunError, run_batch
 from bedrock_batch_nb.local import LocalBedrock
 
 pytestmark = pytest.mark.e2e
@@ -255,3 +256,26 @@ def test_errors_do_not_echo_prompts_or_credentials(aws: LocalBedrock) -> None:
     message = str(info.value)
     assert "row-3" in message and "private medical" not in message
     assert os.environ["AWS_SECRET_ACCESS_KEY"] not in message
+
+
+def test_large_results_stream_to_parquet_and_in_batches(aws: LocalBedrock, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    df = topics(250)
+    run = BatchRun(df, CLAUDE, "Joke about {topic}", **FAST)
+    with pytest.raises(BatchRunError, match="no results yet"):
+        run.to_parquet(str(tmp_path / "early.parquet"))
+    out = run.wait(timeout=60)
+
+    local = run.to_parquet(str(tmp_path / "jokes.parquet"), batch_rows=100)
+    assert pq.ParquetFile(local).metadata.num_row_groups == 3
+    pd.testing.assert_frame_equal(pd.read_parquet(local), out, check_dtype=False)
+
+    uri = run.to_parquet(f"s3://{aws.bucket}/exports/jokes.parquet")
+    body = boto3.client("s3").get_object(Bucket=aws.bucket, Key="exports/jokes.parquet")["Body"]
+    pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(body.read())), out, check_dtype=False)
+    assert uri.endswith("jokes.parquet")
+
+    batches = list(run.iter_batches(100))
+    assert [len(b) for b in batches] == [100, 100, 50]
+    pd.testing.assert_frame_equal(pd.concat(batches), out)
