@@ -43,3 +43,12 @@ def error_code(exc: BaseException) -> str | None:
         code = response.get("Error", {}).get("Code")
         return str(code) if code else None
     return None
+
+
+def describe_error(exc: BaseException) -> str:
+    """``"<AWS error code or exception type>: <message>"`` on one line."""
+    response = getattr(exc, "response", None)
+    message = response.get("Error", {}).get("Message") if isinstance(response, dict) else None
+    text = str(message or exc)
+    first = text.splitlines()[0] if text else ""
+    return f"{error_code(exc) or type(exc).__name__}: {first}"

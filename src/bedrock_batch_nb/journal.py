@@ -24,16 +24,11 @@ from .chunking import Chunk
 from .collecting import upload_parquet
 from .config import RunConfig
 from .errors import BatchInputError
-from .orchestrator import JobState
+from .orchestrator import JobState, timestamp
 from .staging import RunLayout
 
 VERSION = 1
 CACHE_ENV = "BEDROCK_BATCH_CACHE_DIR"
-
-
-def timestamp(seconds: float | None) -> Any:
-    """Epoch seconds as a UTC ``pd.Timestamp`` (``NaT`` for None)."""
-    return pd.NaT if seconds is None else pd.Timestamp(seconds, unit="s", tz="UTC")
 
 
 def cache_dir() -> Path:

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .aws import error_code
+from .aws import describe_error, error_code
 from .chunking import Chunk
 from .errors import BatchRunError
 
@@ -135,8 +135,8 @@ class RunStatus:
                     "processed": j.processed,
                     "succeeded": j.success,
                     "failed": j.errors,
-                    "submitted_at": _timestamp(j.submitted_at),
-                    "ended_at": _timestamp(j.ended_at),
+                    "submitted_at": timestamp(j.submitted_at),
+                    "ended_at": timestamp(j.ended_at),
                     "job_arn": j.arn,
                     "message": j.message,
                 }
@@ -257,7 +257,7 @@ class Orchestrator:
             try:
                 changed = await asyncio.to_thread(self._poll)
             except Exception as exc:  # botocore has retried already: note it, poll again
-                self.on_change(f"Polling failed ({_describe(exc)}); trying again.")
+                self.on_change(f"Polling failed ({describe_error(exc)}); trying again.")
                 interval = min(interval * 1.5, self.max_poll_interval)
                 continue
             for job in changed:
@@ -316,7 +316,7 @@ class Orchestrator:
                     self.on_change(f"Submitting {job.name} failed ({code}); trying again.")
                     return
                 raise BatchRunError(
-                    f"Creating job {job.name} failed: {code or type(exc).__name__}: {_message(exc)}"
+                    f"Creating job {job.name} failed: {describe_error(exc)}"
                 ) from exc
             job.arn = response["jobArn"]
             job.status = "Submitted"
@@ -373,7 +373,8 @@ def _update(job: JobState, summary: dict[str, Any]) -> bool:
     )
 
 
-def _timestamp(seconds: float | None) -> Any:
+def timestamp(seconds: float | None) -> Any:
+    """Epoch seconds as a UTC ``pd.Timestamp`` (``NaT`` for None)."""
     import pandas as pd
 
     return pd.NaT if seconds is None else pd.Timestamp(seconds, unit="s", tz="UTC")
@@ -382,14 +383,3 @@ def _timestamp(seconds: float | None) -> Any:
 RETRYABLE_CODES = frozenset(
     {"ThrottlingException", "InternalServerException", "ServiceUnavailableException"}
 )
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{error_code(exc) or type(exc).__name__}: {_message(exc)}"
-
-
-def _message(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Message") or exc)
-    return str(exc)

@@ -27,7 +27,7 @@ import pandas as pd
 from pyarrow import ArrowException as ArrowError
 
 from . import journal
-from .aws import Clients, error_code
+from .aws import Clients, describe_error
 from .chunking import Chunk, plan_chunks
 from .collecting import (
     PARQUET_BATCH_ROWS,
@@ -80,13 +80,6 @@ def failure_hint(message: str | None) -> str:
     if "s3" in text or "bucket" in text or "key" in text:
         return "Check that the bucket exists in the job's Region and the role can reach it."
     return "See the job's message in run.status().jobs_frame()."
-
-
-def _short_error(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict) and response.get("Error", {}).get("Message"):
-        return str(response["Error"]["Message"])
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def new_run_id(prefix: str) -> str:
@@ -381,7 +374,7 @@ class BatchRun:
             )
             return builder.adapter.parse_response(json.loads(response["body"].read()))
         except Exception as exc:  # shown per row, like a batch error line
-            return f"{error_code(exc) or type(exc).__name__}: {_short_error(exc)}"
+            return describe_error(exc)
 
     # ---- running ---------------------------------------------------------------------------
 
