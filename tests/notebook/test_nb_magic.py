@@ -292,3 +292,37 @@ def test_form_line_magic(ip: InteractiveShell, aws: LocalBedrock) -> None:
     assert form.model.value == HAIKU
     assert form.out.value == "jokes"
     assert "{topic}" in form.columns.value
+
+
+def test_resume_and_list_runs_from_the_magic(ip: InteractiveShell, aws: LocalBedrock) -> None:
+    aws.timings.records_per_second = 100  # slow enough to stop in the middle
+    first = ip.run_cell_magic(
+        "bedrock_batch",
+        f"df --model {HAIKU} --quiet --records-per-job 100 --concurrent-jobs 1 "
+        "--poll-interval 0.05",
+        JOKE,
+    )
+    while not any(job.status == "InProgress" for job in first.status().jobs):
+        time.sleep(0.02)
+    first.stop()
+    first.wait(30)  # as after a kernel restart: the run is left unfinished
+
+    runs = ip.run_line_magic("bedrock_batch", "--list-runs")
+    assert runs.set_index("run_id").loc[first.run_id, "phase"] == "stopped"
+
+    aws.timings.records_per_second = 100_000
+    ip.run_line_magic(
+        "bedrock_batch",
+        f"--resume {first.run_id} --out jokes --wait --quiet --poll-interval 0.05",
+    )
+    jokes = ip.user_ns["jokes"]
+    assert list(jokes["topic"]) == list(ip.user_ns["df"]["topic"])
+    assert jokes["response"].notna().sum() >= 100  # the unsubmitted job ran after resume
+    assert len({j.name for j in ip.user_ns["jokes_run"].status().jobs}) == aws.stats.jobs_created
+
+
+def test_resume_of_an_unknown_run_is_one_usage_error(
+    ip: InteractiveShell, aws: LocalBedrock
+) -> None:
+    with pytest.raises(UsageError, match="No run 'nope-1'"):
+        ip.run_line_magic("bedrock_batch", "--resume nope-1")

@@ -29,7 +29,7 @@ from traitlets import Bool, Dict, Int, Unicode
 from ..config import option_names
 from ..errors import BedrockBatchError
 from ..pricing import CostEstimate, estimate
-from ..run import BatchRun, RunPlan
+from ..run import BatchRun, RunPlan, list_runs
 from ._data import resolve_data
 from .progress import RunProgress
 
@@ -243,6 +243,13 @@ class BedrockBatchMagic(Magics):
     )
     @argument("--wait", action="store_true", help="Block until the run is done.")
     @argument("--quiet", action="store_true", help="No progress display.")
+    @argument(
+        "--resume",
+        metavar="RUN_ID",
+        help="Re-attach to a run from its journal on S3 (after a kernel restart): keep "
+        "waiting, submit what was never submitted, collect. No data or model needed.",
+    )
+    @argument("--list-runs", action="store_true", help="List the runs in the bucket.")
     @line_cell_magic
     def bedrock_batch(self, line: str, cell: str | None = None) -> Any:
         """Run a Bedrock batch over a dataset: one model answer (or embedding) per row.
@@ -269,6 +276,20 @@ class BedrockBatchMagic(Magics):
             return self._run_magic(args, prompt_from_cell(cell))
 
     def _run_magic(self, args: Any, prompt: str | None) -> Any:
+        where = self.defaults()
+        located = {
+            "bucket": args.bucket or where.get("bucket"),
+            "s3_prefix": args.s3_prefix or where.get("s3_prefix") or "bedrock-batch",
+            "region": args.region or where.get("region"),
+        }
+        if args.list_runs:
+            return list_runs(**located)
+        if args.resume:
+            if args.out is not None and not args.out.isidentifier():
+                raise UsageError(f"--out {args.out!r} is not a valid Python variable name.")
+            watch = {"poll_interval": args.poll_interval} if args.poll_interval else {}
+            run = BatchRun.resume(args.resume, **located, **watch)
+            return self.launch(run, out=args.out, wait=args.wait, progress=not args.quiet)
         if args.data is None:
             raise UsageError(
                 "Name the data first: %%bedrock_batch <DataFrame variable | path | s3://… | "
