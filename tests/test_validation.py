@@ -149,3 +149,13 @@ def test_bucket_and_role_error_names_both_settings(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("BEDROCK_BATCH_BUCKET", "from-env")
     assert config.resolved_bucket() == "from-env"
     assert RunConfig(model_id=CLAUDE, bucket="from-arg").resolved_bucket() == "from-arg"
+
+
+def test_template_columns_must_hold_text_or_numbers() -> None:
+    df = topics()
+    df["year"] = 2024  # numbers render as text: fine
+    df["tags"] = [["a", "b"]] * 150
+    df.loc[4, "tags"] = "fine"
+    msg = problems_of(BatchRun(df, CLAUDE, "Joke about {topic} in {year} with {tags}"))
+    assert "Column 'tags' holds values that are not text or numbers (list) in 149 row(s)" in msg
+    assert "year" not in msg

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .collecting import RESULT_COLUMNS
@@ -17,6 +18,7 @@ from .models import ModelAdapter
 from .prompts import PromptTemplate
 
 _SHOW = 5
+_SCALARS = (str, int, float, bool, np.generic)
 
 
 def _rows_named(index: pd.Index, mask: Any) -> str:
@@ -67,6 +69,21 @@ def check_rows(
                 problems.append(
                     f"Column {col!r} must hold text; {int(not_text.sum()):,} row(s) hold other "
                     f"values: {_rows_named(rows.index, not_text.to_numpy())}."
+                )
+    if template is not None:
+        for col in used:
+            values = rows[col]
+            if values.dtype != object:
+                continue
+            odd = values.map(lambda v: v is not None and not isinstance(v, _SCALARS)).to_numpy(
+                dtype=bool
+            )
+            if odd.any():
+                kinds = sorted({type(v).__name__ for v in values[odd]})
+                problems.append(
+                    f"Column {col!r} holds values that are not text or numbers "
+                    f"({', '.join(kinds)}) in {int(odd.sum()):,} row(s): "
+                    f"{_rows_named(rows.index, odd)}. Turn them into text first."
                 )
     for col in used:
         values = rows[col]

@@ -277,18 +277,18 @@ class BedrockBatchMagic(Magics):
 
     def _run_magic(self, args: Any, prompt: str | None) -> Any:
         where = self.defaults()
-        located = {
-            "bucket": args.bucket or where.get("bucket"),
-            "s3_prefix": args.s3_prefix or where.get("s3_prefix") or "bedrock-batch",
-            "region": args.region or where.get("region"),
-        }
+        bucket: str | None = args.bucket or where.get("bucket")
+        s3_prefix: str = args.s3_prefix or where.get("s3_prefix") or "bedrock-batch"
+        region: str | None = args.region or where.get("region")
         if args.list_runs:
-            return list_runs(**located)
+            return list_runs(bucket, s3_prefix=s3_prefix, region=region)
         if args.resume:
             if args.out is not None and not args.out.isidentifier():
                 raise UsageError(f"--out {args.out!r} is not a valid Python variable name.")
             watch = {"poll_interval": args.poll_interval} if args.poll_interval else {}
-            run = BatchRun.resume(args.resume, **located, **watch)
+            run = BatchRun.resume(
+                args.resume, bucket=bucket, s3_prefix=s3_prefix, region=region, **watch
+            )
             return self.launch(run, out=args.out, wait=args.wait, progress=not args.quiet)
         if args.data is None:
             raise UsageError(
