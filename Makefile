@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check bench clean
+.PHONY: demo test lint typecheck check bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,11 +15,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## run a text and an embedding batch over the sample data on the local emulator
 	$(BIN)/python examples/demo.py
 
-test: $(STAMP)  ## the whole test suite, plus lint and type checks
+test: $(STAMP)  ## the whole test suite, lint and type checks, and a smoke run of the benchmarks
 	$(BIN)/ruff check src tests examples benchmarks
 	$(BIN)/ruff format --check src tests examples benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest
+	$(BIN)/python benchmarks/run.py --smoke
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks
@@ -27,6 +28,12 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+bench: $(STAMP)  ## the benchmarks of issue 5, medians of 3 fresh processes (10-20 min; BENCH_ARGS=...)
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+bench-smoke: $(STAMP)  ## every benchmark once at a tiny size (seconds), so that they cannot rot
+	$(BIN)/python benchmarks/run.py --smoke
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

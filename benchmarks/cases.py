@@ -1,0 +1,681 @@
+"""One benchmark case, measured in this (fresh) process.
+
+    python benchmarks/cases.py <case> <size> --data-dir DIR [--cap N --job-seconds S]
+    python benchmarks/cases.py generate <simplecot|collect> <size> --data-dir DIR
+
+The last line of stdout is one JSON object: ``stage``, ``rows``, ``seconds``, ``rows_per_s``,
+``peak_rss_mib`` (the process's peak RSS during the measured part, ``ru_maxrss`` after the
+peak is reset to the RSS after set-up), ``rss_rise_mib`` (that peak minus the RSS after the
+imports and set-up) and case-specific extras.  ``benchmarks/run.py`` runs these, several
+times each, and reports medians.  Data comes from ``datagen.py`` (run ``generate`` first:
+making data in the measured process would distort its memory figures).
+
+Everything that touches the engine sits in the "engine" section just below, so that a
+change of the engine's API is fixed in one place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import heapq
+import io
+import json
+import logging
+import math
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import boto3
+import datagen
+import pandas as pd
+import pyarrow.parquet as pq
+from moto.server import ThreadedMotoServer
+
+from bedrock_batch_nb import BatchRun, collecting, prompts, staging
+from bedrock_batch_nb import run as run_module
+from bedrock_batch_nb.aws import Clients
+from bedrock_batch_nb.collecting import Results, collect_job
+from bedrock_batch_nb.local import JobTimings, LocalBedrock
+from bedrock_batch_nb.models import resolve_adapter
+from bedrock_batch_nb.orchestrator import JobState
+
+BUCKET = "bedrock-batch-bench"
+ROLE_ARN = "arn:aws:iam::123456789012:role/BedrockBatchBench"
+RECORDS_PER_JOB = 10_000
+"""Records per job when preparing and staging (20 jobs for 200,000 rows)."""
+
+# ---- engine: how each stage is driven (adjust here when the engine's API changes) ---------
+
+
+def new_run(data: Any, model_id: str, prompt: str | None = None, **options: Any) -> BatchRun:
+    options.setdefault("bucket", BUCKET)
+    options.setdefault("role_arn", ROLE_ARN)
+    return BatchRun(data, model_id, prompt, job_name_prefix="bench", **options)
+
+
+def prepare(run: BatchRun) -> tuple[Any, int]:
+    """Everything before the upload: read, validate, render, build every job's request
+    lines and size them, plan the jobs; return the plan and the lines' total bytes."""
+    run.validate()
+    prepared = run._prepared
+    if hasattr(run, "record_lines"):  # lines are built per job as it is staged (c0fa06d on)
+        total = 0
+        for chunk in prepared.chunks:
+            total += sum(run_module.line_bytes(run.record_lines(range(chunk.start, chunk.stop))))
+        return prepared, total
+    return prepared, int(prepared.sizes.sum())  # validate() built every line up front
+
+
+def stage_all(run: BatchRun, prepared: Any) -> None:
+    """Build and upload every job's input file as ``start()`` does, ``STAGE_CONCURRENCY``
+    jobs at a time."""
+    layout = run.layout
+    jobs = [
+        JobState(chunk, f"{run.run_id}-{chunk.index:04d}", layout.input_uri(chunk))
+        for chunk in prepared.chunks
+    ]
+    clients = run.clients
+    stage_job = getattr(run, "_stage_job", None)
+
+    def stage(job: JobState) -> None:
+        if stage_job is not None:
+            stage_job(clients, job)
+            return
+        bucket, key = job.input_uri[len("s3://") :].split("/", 1)  # engine before c0fa06d
+        lines = prepared.lines
+        staging.put_lines(clients.s3, bucket, key, (lines[p] for p in job.rows()))
+
+    with ThreadPoolExecutor(max_workers=run_module.STAGE_CONCURRENCY) as pool:
+        list(pool.map(stage, jobs))
+
+
+def write_results(frame: pd.DataFrame, path: Path) -> None:
+    """The joined results as Parquet on disk, the way the engine writes them."""
+    writer = getattr(collecting, "write_parquet", None)
+    if writer is not None:
+        writer(frame, str(path))
+    else:
+        frame.to_parquet(path)
+
+
+def upload_results(s3: Any, frame: pd.DataFrame, key: str) -> None:
+    """The joined results as Parquet on S3, the way ``BatchRun._write_results`` does."""
+    upload = getattr(collecting, "upload_parquet", None)
+    if upload is not None:
+        upload(s3, frame, BUCKET, key, {})
+        return
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer)
+    s3.put_object(Bucket=BUCKET, Key=key, Body=buffer.getvalue())
+
+
+def prepared_summary(prepared: Any, request_bytes: int) -> dict[str, Any]:
+    return {"jobs": len(prepared.chunks), "request_mib": round(request_bytes / 2**20, 1)}
+
+
+# Functions whose time is reported as a breakdown of the prepare stage: (owner, name); the
+# ones an engine version lacks are skipped.
+BREAKDOWN = {
+    "read": (run_module, "load_rows"),
+    "check_rows": (run_module, "check_rows"),
+    "lengths": (prompts.PromptTemplate, "rendered_lengths"),
+    "check_lengths": (run_module, "check_lengths"),
+    "check_texts": (run_module, "check_texts"),
+    "render": (prompts.PromptTemplate, "render_frame"),
+    "build_lines": (staging.RecordBuilder, "lines"),
+    "line_bytes": (run_module, "line_bytes"),
+    "plan_chunks": (run_module, "plan_chunks"),
+    "put_lines": (run_module, "put_lines"),
+}
+
+# ---- measuring ------------------------------------------------------------------------------
+
+
+def rss_mib() -> float:
+    """The current resident set size (VmRSS)."""
+    with open("/proc/self/status") as f:
+        match = re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M)
+    return int(match.group(1)) / 1024 if match else float("nan")
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Meter:
+    """Time and memory of the measured part of a case."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.base = 0.0
+
+    @contextlib.contextmanager
+    def measure(self) -> Iterator[Meter]:
+        gc.collect()
+        # Reset the peak to the current RSS, so that set-up (data uploads, ...) is not
+        # counted; without Linux's clear_refs the peak is the whole process's.
+        with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        self.base = rss_mib()
+        start = time.perf_counter()
+        yield self
+        self.seconds = time.perf_counter() - start
+
+    def result(self, stage: str, rows: int, **extra: Any) -> dict[str, Any]:
+        peak = peak_mib()
+        out = {
+            "stage": stage,
+            "rows": rows,
+            "seconds": round(self.seconds, 4),
+            "rows_per_s": round(rows / self.seconds, 1) if self.seconds else None,
+            "peak_rss_mib": round(peak, 1),
+            "rss_rise_mib": round(peak - self.base, 1),
+            "base_rss_mib": round(self.base, 1),
+        }
+        out.update(extra)
+        return out
+
+
+class Breakdown:
+    """Seconds spent in each of ``BREAKDOWN``'s functions (wrapped while active)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def __enter__(self) -> Breakdown:
+        for label, (owner, name) in BREAKDOWN.items():
+            original = getattr(owner, name, None)
+            if original is None:  # the engine changed: just no figure for this step
+                continue
+            self._saved.append((owner, name, original))
+            setattr(owner, name, self._timed(label, original))
+        return self
+
+    def _timed(self, label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                took = time.perf_counter() - start
+                self.seconds[label] = self.seconds.get(label, 0.0) + took
+
+        return wrapper
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, name, original in self._saved:
+            setattr(owner, name, original)
+
+    def report(self, total: float) -> dict[str, float]:
+        out = {k: round(v, 3) for k, v in self.seconds.items()}
+        rest = total - sum(self.seconds.values())
+        if rest >= 0:  # (summed over threads, the steps can exceed the wall time)
+            out["other"] = round(rest, 3)
+        return out
+
+
+# ---- S3 on loopback ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def moto_s3() -> Iterator[Any]:
+    """moto's S3 server on loopback in this process, the environment pointed at it."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+        }
+    )
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
+        os.environ.pop(name, None)
+    boto3.DEFAULT_SESSION = None
+    s3 = Clients.create("us-east-1").s3
+    s3.create_bucket(Bucket=BUCKET)
+    try:
+        yield s3
+    finally:
+        server.stop()
+
+
+def bucket_mib(s3: Any, prefix: str = "") -> tuple[int, float]:
+    count, size = 0, 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            count += 1
+            size += obj["Size"]
+    return count, size / 2**20
+
+
+# ---- cases ----------------------------------------------------------------------------------
+
+
+def simplecot_path(data_dir: Path, size: int) -> Path:
+    path = data_dir / f"simplecot-v1-{size}.parquet"
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: run `cases.py generate simplecot {size}` first")
+    return path
+
+
+def case_prepare_text_pure(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    path = simplecot_path(args.data_dir, size)
+    meter = Meter()
+    with Breakdown() as steps, meter.measure():
+        run = new_run(
+            str(path), datagen.CLAUDE_ID, datagen.TEMPLATE, max_records_per_job=RECORDS_PER_JOB
+        )
+        prepared, request_bytes = prepare(run)
+    return meter.result(
+        "prepare_text_pure",
+        size,
+        **prepared_summary(prepared, request_bytes),
+        breakdown=steps.report(meter.seconds),
+    )
+
+
+def case_prepare_embed_pure(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    path = simplecot_path(args.data_dir, size)
+    meter = Meter()
+    with Breakdown() as steps, meter.measure():
+        run = new_run(
+            str(path),
+            datagen.TITAN_ID,
+            input_text_column="source",
+            max_records_per_job=RECORDS_PER_JOB,
+        )
+        prepared, request_bytes = prepare(run)
+    return meter.result(
+        "prepare_embed_pure",
+        size,
+        **prepared_summary(prepared, request_bytes),
+        breakdown=steps.report(meter.seconds),
+    )
+
+
+def case_prepare_text_staged(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    path = simplecot_path(args.data_dir, size)
+    with moto_s3() as s3:
+        meter = Meter()
+        with Breakdown() as steps, meter.measure():
+            start_at = time.perf_counter()
+            run = new_run(
+                str(path),
+                datagen.CLAUDE_ID,
+                datagen.TEMPLATE,
+                max_records_per_job=RECORDS_PER_JOB,
+            )
+            run.validate()
+            prepared = run._prepared
+            validated_at = time.perf_counter()
+            stage_all(run, prepared)
+            staged_at = time.perf_counter()
+        files, staged = bucket_mib(s3, run.layout.root_key)
+        expected = len(prepared.chunks)
+        if files != expected:
+            raise AssertionError(f"staged {files} files, expected {expected}")
+        return meter.result(
+            "prepare_text_staged",
+            size,
+            **prepared_summary(prepared, int(staged * 2**20)),
+            validate_seconds=round(validated_at - start_at, 3),
+            stage_seconds=round(staged_at - validated_at, 3),
+            breakdown=steps.report(meter.seconds),
+            breakdown_note="thread seconds summed over the staging threads",
+            staged_mib=round(staged, 1),
+            note="moto's S3 runs in this process: what it holds counts in the RSS",
+        )
+
+
+def collect_fixture(data_dir: Path, size: int) -> tuple[Path, Path, dict[str, Any]]:
+    rows = data_dir / f"collect-rows-{size}.parquet"
+    out = data_dir / f"collect-{size}.jsonl.out"
+    meta = data_dir / f"collect-{size}.meta.json"
+    if not (rows.exists() and out.exists() and meta.exists()):
+        raise SystemExit(f"collect fixture {size} missing: run `cases.py generate collect {size}`")
+    return rows, out, json.loads(meta.read_text())
+
+
+def check_collected(frame: pd.DataFrame, stats: Any, meta: dict[str, Any]) -> dict[str, Any]:
+    """Every row answered or with its error line's code and message: check and report."""
+    n, errors = meta["lines"], meta["errors"]
+    if (stats.successes, stats.errors, stats.malformed) != (n - errors, errors, 0):
+        raise AssertionError(f"collected {stats!r}, expected {n - errors} + {errors} errors")
+    if int(frame["response"].notna().sum()) != n - errors:
+        raise AssertionError("responses missing from the frame")
+    messages = frame["error"].dropna()
+    kept = len(messages) == errors and bool(
+        messages.str.contains("400").all() and messages.str.contains("Malformed input").all()
+    )
+    return {"error_rows": errors, "errors_kept": kept, "file_mib": round(meta["bytes"] / 2**20, 1)}
+
+
+def case_collect_pure(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    rows_path, out_path, meta = collect_fixture(args.data_dir, size)
+    rows = pd.read_parquet(rows_path)  # a run holds its input rows already
+    adapter = resolve_adapter(datagen.CLAUDE_ID)
+    target = Path(tempfile.mkdtemp(prefix="bench-collect-")) / "results.parquet"
+    meter = Meter()
+    with meter.measure():
+        results = Results(len(rows), adapter)
+        with open(out_path, "rb") as lines:
+            stats = results.add_lines(lines)
+        frame = results.to_frame(rows)
+        write_results(frame, target)
+    checked = check_collected(frame, stats, meta)
+    target.unlink()
+    return meter.result("collect_pure", size, **checked)
+
+
+def case_collect_s3(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    rows_path, out_path, meta = collect_fixture(args.data_dir, size)
+    rows = pd.read_parquet(rows_path)
+    adapter = resolve_adapter(datagen.CLAUDE_ID)
+    prefix = "bedrock-batch/bench/output/abcdef123456/"
+    with moto_s3() as s3:
+        with open(out_path, "rb") as body:
+            s3.put_object(Bucket=BUCKET, Key=f"{prefix}part-00001.jsonl.out", Body=body)
+        manifest = {"totalRecordCount": size, "errorRecordCount": meta["errors"]}
+        s3.put_object(
+            Bucket=BUCKET, Key=f"{prefix}manifest.json.out", Body=json.dumps(manifest).encode()
+        )
+        meter = Meter()
+        with meter.measure():
+            results = Results(len(rows), adapter)
+            stats = collect_job(s3, BUCKET, prefix, results)
+            frame = results.to_frame(rows)
+            upload_results(s3, frame, "bedrock-batch/bench/results.parquet")
+        checked = check_collected(frame, stats, meta)
+        return meter.result(
+            "collect_s3",
+            size,
+            **checked,
+            note="moto's S3 runs in this process: the uploaded output is in the base RSS",
+        )
+
+
+def ideal_makespan(durations: list[float], cap: int) -> float:
+    """The end of the last job if every freed slot took the next job at once."""
+    slots = [0.0] * cap
+    end = 0.0
+    for duration in durations:
+        start = heapq.heappop(slots)
+        end = max(end, start + duration)
+        heapq.heappush(slots, start + duration)
+    return end
+
+
+def case_orchestrate(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    """``size`` jobs of 100 records, ``--cap`` at once, each lasting about ``--job-seconds``."""
+    per_job = 100
+    fixed = 0.05
+    timings = JobTimings(
+        submitted=fixed,
+        validating=fixed,
+        scheduled=fixed,
+        records_per_second=per_job / args.job_seconds,
+        min_in_progress=0.05,
+    )
+    nominal = 3 * fixed + max(timings.min_in_progress, per_job / timings.records_per_second)
+    rows = pd.DataFrame({"topic": [f"topic number {i}" for i in range(size * per_job)]})
+    with LocalBedrock(timings=timings, quota=max(args.cap, 20)) as lb:
+        os.environ.update(lb.env)
+        boto3.DEFAULT_SESSION = None
+        run = new_run(
+            rows,
+            datagen.CLAUDE_ID,
+            "Tell me a joke about {topic}.",
+            bucket=lb.bucket,
+            role_arn=lb.role_arn,
+            max_records_per_job=per_job,
+            max_concurrent_jobs=args.cap,
+            poll_interval=args.poll_interval,
+            max_record_retries=0,
+        )
+        run.validate()
+        meter = Meter()
+        with meter.measure():
+            run.start()
+            frame = run.wait(timeout=600)
+        stats = lb.stats.as_dict()
+    jobs = run.status().jobs
+    if len(jobs) != size or any(j.status != "Completed" for j in jobs):
+        raise AssertionError(f"expected {size} Completed jobs: {[j.status for j in jobs]}")
+    if int(frame["response"].notna().sum()) != len(rows):
+        raise AssertionError("not every row has a response")
+    submitted = sorted(float(j.submitted_at or 0.0) for j in jobs)
+    ended = sorted(float(j.ended_at or 0.0) for j in jobs)
+    makespan = ended[-1] - submitted[0]
+    by_submission = sorted(jobs, key=lambda j: float(j.submitted_at or 0.0))
+    durations = [float(j.ended_at or 0.0) - float(j.submitted_at or 0.0) for j in by_submission]
+    waves = math.ceil(size / args.cap)
+    ideal_nominal = waves * nominal
+    ideal_observed = ideal_makespan(durations, args.cap)
+    # The k-th submission (k >= cap) could happen once k - cap + 1 jobs had ended.
+    delays = [submitted[k] - ended[k - args.cap] for k in range(args.cap, size)]
+    orchestrator = run._orchestrator
+    polls = orchestrator.polls if orchestrator is not None else 0
+    control = stats["list_calls"] + stats["get_calls"]
+    return meter.result(
+        "orchestrate",
+        size * per_job,
+        jobs=size,
+        cap=args.cap,
+        poll_interval=args.poll_interval,
+        run_wall_s=round(meter.seconds, 3),
+        seconds_note="seconds = first submission to last job end (makespan)",
+        makespan_s=round(makespan, 3),
+        job_nominal_s=round(nominal, 3),
+        job_observed_mean_s=round(statistics.fmean(durations), 3),
+        ideal_nominal_s=round(ideal_nominal, 3),
+        ideal_observed_s=round(ideal_observed, 3),
+        vs_ideal_nominal=round(makespan / ideal_nominal, 3),
+        vs_ideal_observed=round(makespan / ideal_observed, 3),
+        submit_delay_mean_s=round(statistics.fmean(delays), 3) if delays else None,
+        submit_delay_max_s=round(max(delays), 3) if delays else None,
+        polls=polls,
+        list_calls=stats["list_calls"],
+        get_calls=stats["get_calls"],
+        create_calls=stats["create_calls"],
+        control_calls_per_poll=round(control / polls, 2) if polls else None,
+        max_active_jobs=stats["max_active_jobs"],
+    ) | {"seconds": round(makespan, 4), "rows_per_s": round(size * per_job / makespan, 1)}
+
+
+@contextlib.contextmanager
+def emulator_process() -> Iterator[dict[str, str]]:
+    """The emulator (Bedrock + moto S3) in a child process, as a notebook would reach it."""
+    child = subprocess.Popen(
+        [sys.executable, __file__, "_emulator", "0"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        if not line:
+            raise RuntimeError("the emulator process did not start")
+        yield json.loads(line)
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+def serve_emulator() -> None:
+    with LocalBedrock() as lb:
+        print(json.dumps(lb.env), flush=True)
+        sys.stdin.read()  # serve until the parent closes our stdin
+
+
+def case_loop_lag(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    """A kernel-like process: an asyncio loop runs while a BatchRun works in the background."""
+    path = simplecot_path(args.data_dir, size)
+    tick = 0.010
+    with emulator_process() as env:
+        os.environ.update(env)
+        boto3.DEFAULT_SESSION = None
+        Clients.create()  # botocore's first client loads its data: not the run's doing
+
+        async def main() -> dict[str, Any]:
+            loop = asyncio.get_running_loop()
+            samples: list[tuple[float, float, str]] = []
+            current: dict[str, Any] = {"run": None}
+            done = asyncio.Event()
+
+            async def monitor() -> None:
+                while not done.is_set():
+                    before = loop.time()
+                    running = current["run"] is not None
+                    await asyncio.sleep(tick)
+                    lag = loop.time() - before - tick
+                    run = current["run"]
+                    if run is None:
+                        phase = "idle"
+                    elif not running:  # this sleep spanned the synchronous start()
+                        phase = "start()"
+                    else:
+                        phase = run.status().phase
+                    samples.append((before, lag, phase))
+
+            watcher = asyncio.create_task(monitor())
+            await asyncio.sleep(0.2)
+            begin = time.perf_counter()
+            run = new_run(
+                str(path),
+                datagen.CLAUDE_ID,
+                datagen.TEMPLATE,
+                max_records_per_job=RECORDS_PER_JOB,
+                max_concurrent_jobs=20,
+                poll_interval=args.poll_interval,
+                max_record_retries=0,
+                bucket=env["BEDROCK_BATCH_BUCKET"],
+                role_arn=env["BEDROCK_BATCH_ROLE_ARN"],
+            )
+            run.start()
+            start_block = time.perf_counter() - begin
+            current["run"] = run
+            frame = await run
+            total = time.perf_counter() - begin
+            await asyncio.sleep(0.1)
+            done.set()
+            await watcher
+            if len(frame) != size or int(frame["response"].notna().sum()) != size:
+                raise AssertionError("the run did not answer every row")
+            lags = sorted(s[1] for s in samples)
+            after = sorted(s[1] for s in samples if s[2] != "start()")
+            origin = samples[0][0] if samples else 0.0
+            worst = sorted(samples, key=lambda x: -x[1])[:5]
+            by_phase: dict[str, float] = {}
+            for _, lag, phase in samples:
+                by_phase[phase] = max(by_phase.get(phase, 0.0), lag)
+            return {
+                "total": total,
+                "start_block_ms": round(start_block * 1000, 1),
+                "lag_max_ms": round(lags[-1] * 1000, 1),
+                "lag_p99_ms": round(lags[int(0.99 * (len(lags) - 1))] * 1000, 1),
+                "lag_max_after_start_ms": round(after[-1] * 1000, 1) if after else None,
+                "lag_p99_after_start_ms": (
+                    round(after[int(0.99 * (len(after) - 1))] * 1000, 1) if after else None
+                ),
+                "lag_over_100ms": sum(1 for v in lags if v > 0.1),
+                "lag_max_by_phase_ms": {k: round(v * 1000, 1) for k, v in by_phase.items()},
+                "lag_worst": [
+                    [round(t - origin, 2), round(lag * 1000, 1), phase] for t, lag, phase in worst
+                ],
+                "loop_origin": origin,
+                "samples": len(lags),
+            }
+
+        meter = Meter()
+        with meter.measure():
+            figures = asyncio.run(main())
+    meter.seconds = figures.pop("total")
+    return meter.result(
+        "loop_lag",
+        size,
+        seconds_note="seconds = start() to the awaited DataFrame, emulator in another process",
+        **figures,
+    )
+
+
+CASES: dict[str, Callable[[int, argparse.Namespace], dict[str, Any]]] = {
+    "prepare_text_pure": case_prepare_text_pure,
+    "prepare_embed_pure": case_prepare_embed_pure,
+    "prepare_text_staged": case_prepare_text_staged,
+    "collect_pure": case_collect_pure,
+    "collect_s3": case_collect_s3,
+    "orchestrate": case_orchestrate,
+    "loop_lag": case_loop_lag,
+}
+
+
+def generate(kind: str, size: int, data_dir: Path) -> None:
+    if kind == "simplecot":
+        path = data_dir / f"simplecot-v1-{size}.parquet"
+        if not path.exists():
+            datagen.write_simplecot(path, size)
+        print(json.dumps({"generated": str(path), "rows": pq.ParquetFile(path).metadata.num_rows}))
+    elif kind == "collect":
+        if not (data_dir / f"collect-{size}.meta.json").exists():
+            datagen.write_collect_fixture(data_dir, size)
+        print((data_dir / f"collect-{size}.meta.json").read_text())
+    else:
+        raise SystemExit(f"unknown data kind {kind!r}: simplecot or collect")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("case", choices=[*CASES, "generate", "_emulator"])
+    parser.add_argument("size", help="rows (prepare, loop_lag), lines (collect), jobs")
+    parser.add_argument("extra", nargs="?", help="generate: the size")
+    parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()))
+    parser.add_argument("--cap", type=int, default=20, help="orchestrate: concurrent jobs")
+    parser.add_argument("--job-seconds", type=float, default=1.0, help="orchestrate: job length")
+    parser.add_argument("--poll-interval", type=float, default=0.1)
+    args = parser.parse_args(argv)
+    if args.case == "_emulator":
+        serve_emulator()
+        return 0
+    if args.case == "generate":
+        generate(args.size, int(args.extra), args.data_dir)
+        return 0
+    os.environ.setdefault("BEDROCK_BATCH_CACHE_DIR", tempfile.mkdtemp(prefix="bench-journal-"))
+    result = CASES[args.case](int(args.size), args)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        code = main()
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # threads the engine, moto or boto3 leave behind must not hold the exit

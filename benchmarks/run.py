@@ -1,0 +1,358 @@
+"""Run the benchmarks: every case in a fresh process, several times, medians reported.
+
+    python benchmarks/run.py                 # everything (make bench); 10-20 minutes
+    python benchmarks/run.py --smoke         # every case once at a tiny size (CI)
+    python benchmarks/run.py --only collect_pure:50000 --repeats 5
+    python benchmarks/run.py --output results.jsonl --data-dir ~/.cache/bench-data
+
+Prints one JSON line per case (medians of the repeats) as it goes, then a table with each
+figure against the goal of issue 5.  Exits non-zero when a case crashes; a case stopped
+for going over ``--timeout`` or ``--max-rss-gib`` is reported as such (non-zero too with
+``--smoke``).  Figures are only as quiet as the machine: other work on it shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+CASES_PY = HERE / "cases.py"
+
+# (case, size, extra arguments); size is rows, output lines (collect) or jobs (orchestrate).
+FULL: list[tuple[str, int, tuple[str, ...]]] = [
+    ("prepare_text_pure", 200_000, ()),
+    ("prepare_text_pure", 2_200_000, ()),
+    ("prepare_embed_pure", 200_000, ()),
+    ("prepare_embed_pure", 2_200_000, ()),
+    ("prepare_text_staged", 200_000, ()),
+    ("collect_pure", 1_000, ()),
+    ("collect_pure", 50_000, ()),
+    ("collect_s3", 1_000, ()),
+    ("collect_s3", 50_000, ()),
+    ("orchestrate", 45, ("--cap", "20", "--job-seconds", "1.0", "--poll-interval", "0.1")),
+    ("loop_lag", 200_000, ("--poll-interval", "0.5")),
+]
+SMOKE: list[tuple[str, int, tuple[str, ...]]] = [
+    ("prepare_text_pure", 2_000, ()),
+    ("prepare_embed_pure", 2_000, ()),
+    ("prepare_text_staged", 2_000, ()),
+    ("collect_pure", 200, ()),
+    ("collect_s3", 200, ()),
+    ("orchestrate", 5, ("--cap", "2", "--job-seconds", "0.2", "--poll-interval", "0.05")),
+    ("loop_lag", 2_000, ("--poll-interval", "0.2")),
+]
+
+# The reference implementation's figures and the goals of issue 5.
+REF_TEXT, REF_EMBED, REF_COLLECT = 15_000, 26_000, 13_500
+GOAL_TEXT, GOAL_EMBED, GOAL_COLLECT = 15 * REF_TEXT, 15 * REF_EMBED, 10 * REF_COLLECT
+GOAL_PREPARE_RISE_MIB = 300  # "within a few hundred MiB" for 2.2 million rows
+GOAL_LAG_MS = 100.0
+GOAL_VS_IDEAL = 1.02
+
+
+def engine_version() -> str:
+    """The commit the engine is at, and whether ``src/`` has uncommitted changes."""
+    root = HERE.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return f"{head or 'unknown'}{' + uncommitted src/ changes' if dirty else ''}"
+
+
+def data_needed(case: str, size: int) -> tuple[str, int] | None:
+    if case.startswith("prepare") or case == "loop_lag":
+        return ("simplecot", size)
+    if case.startswith("collect"):
+        return ("collect", size)
+    return None
+
+
+@dataclass
+class Outcome:
+    case: str
+    size: int
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "ok"  # ok, crashed, timeout, over-memory
+    detail: str = ""
+    max_child_rss_mib: float = 0.0
+
+    @property
+    def median(self) -> dict[str, Any]:
+        return median_of(self.runs) if self.runs else {"stage": self.case, "rows": self.size}
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per key: the median of numbers (recursing into dicts), else the first run's value."""
+    out: dict[str, Any] = {}
+    for key, first in runs[0].items():
+        values = [r.get(key) for r in runs]
+        if isinstance(first, bool) or not isinstance(first, int | float | dict):
+            out[key] = first if all(v == first for v in values) else values
+        elif isinstance(first, dict):
+            out[key] = median_of([v for v in values if isinstance(v, dict)])
+        else:
+            numbers = [v for v in values if isinstance(v, int | float)]
+            out[key] = round(statistics.median(numbers), 4) if numbers else None
+    return out
+
+
+def child_rss_mib(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_once(
+    argv: list[str], timeout: float, max_rss_mib: float
+) -> tuple[dict[str, Any] | None, str, str, float]:
+    """Run one case process; return (result, status, detail, max RSS seen)."""
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = {"max": 0.0, "killed": ""}
+    started = time.monotonic()
+
+    def watch() -> None:
+        while child.poll() is None:
+            rss = child_rss_mib(child.pid)
+            seen["max"] = max(seen["max"], rss)
+            if rss > max_rss_mib:
+                seen["killed"] = "over-memory"
+            elif time.monotonic() - started > timeout:
+                seen["killed"] = "timeout"
+            if seen["killed"]:
+                child.kill()
+                return
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    stdout, stderr = child.communicate()
+    watcher.join()
+    elapsed = time.monotonic() - started
+    if seen["killed"]:
+        limit = f"{max_rss_mib / 1024:.1f} GiB" if seen["killed"] == "over-memory" else ""
+        detail = f"stopped after {elapsed:.0f} s, RSS {seen['max']:.0f} MiB {limit}".strip()
+        return None, seen["killed"], detail, seen["max"]
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if child.returncode != 0 or not lines:
+        tail = "\n".join(stderr.strip().splitlines()[-15:])
+        return None, "crashed", f"exit {child.returncode}\n{tail}", seen["max"]
+    return json.loads(lines[-1]), "ok", "", seen["max"]
+
+
+def human(n: float | None, digits: int = 0) -> str:
+    return "-" if n is None else f"{n:,.{digits}f}"
+
+
+def verdict(out: Outcome, everything: list[Outcome]) -> tuple[str, str]:
+    """(goal, verdict) for the table."""
+    m, case = out.median, out.case
+    if out.status != "ok":
+        return "-", out.status.upper()
+    rate = m.get("rows_per_s") or 0.0
+    if case.startswith("prepare"):
+        goal = GOAL_EMBED if "embed" in case else GOAL_TEXT
+        text = f">= {goal:,} rows/s"
+        ok = rate >= goal
+        if out.size >= 1_000_000:
+            small = [o for o in everything if o.case == case and o.size < out.size and o.runs]
+            limit = GOAL_PREPARE_RISE_MIB
+            if small:
+                limit = min(limit, 1.2 * small[0].median["rss_rise_mib"])
+            text += f", rise <= {limit:,.0f} MiB"
+            ok = ok and m["rss_rise_mib"] <= limit
+        return text, ("ok" if ok else f"x{rate / goal:.2f} of goal")
+    if case.startswith("collect"):
+        file_mib = m.get("file_mib") or 0.0
+        text = f">= {GOAL_COLLECT:,} rec/s, rise < file ({file_mib:,.0f} MiB), errors kept"
+        ok = rate >= GOAL_COLLECT and m["rss_rise_mib"] < file_mib and m.get("errors_kept")
+        return text, ("ok" if ok else f"x{rate / GOAL_COLLECT:.2f} of goal")
+    if case == "orchestrate":
+        text = f"<= {GOAL_VS_IDEAL} x ideal, submit within {m['poll_interval']} s, 1 call/poll"
+        ok = (
+            m["vs_ideal_nominal"] <= GOAL_VS_IDEAL
+            and (m["submit_delay_max_s"] or 0) <= m["poll_interval"]
+            and (m["control_calls_per_poll"] or 0) <= 1.05
+        )
+        return text, ("ok" if ok else f"x{m['vs_ideal_nominal']:.2f} of ideal")
+    if case == "loop_lag":
+        ok = m["lag_max_ms"] <= GOAL_LAG_MS
+        return f"max lag <= {GOAL_LAG_MS:.0f} ms", ("ok" if ok else f"{m['lag_max_ms']:,.0f} ms")
+    return "-", "-"
+
+
+def notes(out: Outcome) -> str:
+    m = out.median
+    if out.status != "ok":
+        return out.detail.splitlines()[0] if out.detail else ""
+    if out.case == "orchestrate":
+        return (
+            f"makespan {m['makespan_s']:.2f} s vs ideal {m['ideal_nominal_s']:.2f} s "
+            f"(observed jobs: {m['ideal_observed_s']:.2f} s); slot->submit mean "
+            f"{m['submit_delay_mean_s']:.2f} s, max {m['submit_delay_max_s']:.2f} s; "
+            f"{m['control_calls_per_poll']} control calls/poll ({m['polls']} polls)"
+        )
+    if out.case == "loop_lag":
+        phases = m.get("lag_max_by_phase_ms", {})
+        worst = ", ".join(f"{k} {v:,.0f}" for k, v in phases.items() if v >= 20)
+        return (
+            f"start() blocks {m['start_block_ms']:,.0f} ms; after it: max "
+            f"{human(m['lag_max_after_start_ms'])} ms, p99 {human(m['lag_p99_after_start_ms'])} "
+            f"ms; worst by phase (ms): {worst or '-'}"
+        )
+    if out.case.startswith("collect"):
+        return f"{m['file_mib']:,.0f} MiB output, errors kept: {m['errors_kept']}"
+    if out.case == "prepare_text_staged":
+        return f"staging {m['stage_seconds']:.2f} s of it, {m['staged_mib']:,.0f} MiB staged"
+    steps = m.get("breakdown") or {}
+    top = sorted(steps.items(), key=lambda kv: -kv[1])[:3]
+    return "slowest: " + ", ".join(f"{k} {v:.2f} s" for k, v in top)
+
+
+def table(outcomes: list[Outcome]) -> str:
+    head = ("case", "size", "runs", "seconds", "rows/s", "peak MiB", "rise MiB", "goal", "verdict")
+    rows = [head]
+    for out in outcomes:
+        m = out.median
+        goal, mark = verdict(out, outcomes)
+        rows.append(
+            (
+                out.case,
+                f"{out.size:,}",
+                str(len(out.runs)),
+                human(m.get("seconds"), 2),
+                human(m.get("rows_per_s")),
+                human(m.get("peak_rss_mib")),
+                human(m.get("rss_rise_mib")),
+                goal,
+                mark,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = []
+    for i, row in enumerate(rows):
+        cells = [
+            c.ljust(w) if j in (0, 7, 8) else c.rjust(w)
+            for j, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    lines.append("")
+    lines += [f"{o.case} {o.size:,}: {notes(o)}" for o in outcomes]
+    return "\n".join(lines)
+
+
+def parse_only(specs: list[str], plan: list[tuple[str, int, tuple[str, ...]]]) -> list[Any]:
+    chosen = []
+    for spec in specs:
+        case, _, size = spec.partition(":")
+        matches = [p for p in plan if p[0] == case and (not size or p[1] == int(size))]
+        if not matches and size:
+            extra = next((p[2] for p in plan if p[0] == case), ())
+            matches = [(case, int(size), extra)]
+        if not matches:
+            raise SystemExit(f"unknown case {spec!r}: one of {sorted({p[0] for p in plan})}")
+        chosen += matches
+    return chosen
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="each case once at a tiny size")
+    parser.add_argument("--repeats", type=int, default=None, help="runs per case (default 3)")
+    parser.add_argument("--only", nargs="+", default=[], metavar="CASE[:SIZE]")
+    parser.add_argument("--data-dir", type=Path, help="keep and reuse the generated data here")
+    parser.add_argument("--output", type=Path, help="also write the JSON lines to this file")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per case run")
+    parser.add_argument("--max-rss-gib", type=float, default=10.0, help="RSS limit per case")
+    args = parser.parse_args(argv)
+
+    plan = SMOKE if args.smoke else FULL
+    if args.only:
+        plan = parse_only(args.only, SMOKE + FULL if args.smoke else FULL)
+    repeats = args.repeats or (1 if args.smoke else 3)
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="bedrock-batch-bench-"))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
+    engine = engine_version()
+    print(f"[engine] {engine}", file=sys.stderr, flush=True)
+    outcomes: list[Outcome] = []
+    sink = args.output.open("w") if args.output else None
+    try:
+        for need in dict.fromkeys(d for p in plan if (d := data_needed(p[0], p[1]))):
+            kind, size = need
+            print(f"[data] {kind} {size:,}", file=sys.stderr, flush=True)
+            dd = str(data_dir)
+            subprocess.run(
+                [sys.executable, str(CASES_PY), "generate", kind, str(size), "--data-dir", dd],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+        for case, size, extra in plan:
+            out = Outcome(case, size)
+            argv = [sys.executable, str(CASES_PY), case, str(size), "--data-dir", str(data_dir)]
+            for i in range(repeats):
+                t0 = time.monotonic()
+                result, status, detail, max_rss = run_once(
+                    [*argv, *extra], args.timeout, args.max_rss_gib * 1024
+                )
+                out.max_child_rss_mib = max(out.max_child_rss_mib, max_rss)
+                took = time.monotonic() - t0
+                print(
+                    f"[{case} {size:,} {i + 1}/{repeats}] {status} in {took:.1f} s"
+                    + (f": {result['seconds']:.3f} s measured" if result else f": {detail}"),
+                    file=sys.stderr,
+                    flush=True,
+                )
+                if result is None:
+                    out.status, out.detail = status, detail
+                    break
+                out.runs.append(result)
+            line = {**out.median, "repeats": len(out.runs), "status": out.status}
+            line["engine"] = engine
+            if out.status != "ok":
+                line["detail"] = out.detail
+                line["max_rss_seen_mib"] = round(out.max_child_rss_mib, 1)
+            print(json.dumps(line), flush=True)
+            if sink is not None:
+                print(json.dumps(line), file=sink, flush=True)
+            outcomes.append(out)
+    finally:
+        if sink is not None:
+            sink.close()
+        if args.data_dir is None:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    print()
+    print(table(outcomes))
+    took = time.monotonic() - began
+    print(f"\n{len(outcomes)} case(s) in {took:.0f} s; medians of {repeats}; engine {engine}.")
+    failed = [o for o in outcomes if o.status == "crashed" or (args.smoke and o.status != "ok")]
+    for o in failed:
+        print(f"\nFAILED {o.case} {o.size:,}: {o.status}\n{o.detail}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
