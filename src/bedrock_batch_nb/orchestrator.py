@@ -227,6 +227,7 @@ class Orchestrator:
         """The first job that ended Failed: the run stops early."""
         self._stop_sent = False
         self._kick = asyncio.Event()
+        self._collecting: dict[str, asyncio.Future[None]] = {}
 
     def kick(self) -> None:
         """Look again now (a job was staged, or a stop was asked for)."""
@@ -250,6 +251,7 @@ class Orchestrator:
                 await self._submit_ready()
             waiting = [] if self.stop_requested.is_set() else self.pending()
             if not waiting and not any(j.active for j in self.jobs):
+                await asyncio.gather(*self._collecting.values())
                 break
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), timeout=interval)
@@ -264,8 +266,9 @@ class Orchestrator:
                 if job.status == "Failed" and self.failure is None:
                     self.failure = job
                     self.request_stop()
-                if job.final and not job.collected:
-                    await self.on_job_final(job)
+                if job.final and not job.collected and job.name not in self._collecting:
+                    # collected beside the loop, so that a freed slot is filled at once
+                    self._collecting[job.name] = asyncio.ensure_future(self.on_job_final(job))
             if self.cap < self.max_concurrent_jobs and changed:
                 self.cap += 1
             self.on_change(None)

@@ -379,20 +379,23 @@ class BatchRun:
     # ---- running ---------------------------------------------------------------------------
 
     def start(self) -> BatchRun:
-        """Validate, then stage, submit, poll and collect in the background; return at once."""
+        """Start the run in the background and return at once.
+
+        Options, model, template, bucket and role are checked here; the rows are checked
+        (and the jobs planned) in the background, so that a large dataset never holds up
+        the caller's event loop: a problem with them surfaces from ``wait()``.  Call
+        :meth:`validate` first to see every problem before starting.
+        """
         if self._future is not None:
             raise BatchRunError(f"Run {self.run_id} has already been started.")
-        prepared = self.validate()._prepared
-        assert prepared is not None
+        problems = self.config.option_problems()
+        if problems:
+            raise BatchInputError(problems)
+        _ = self.adapter, self.template  # unknown model, bad template
         role = self.config.resolved_role_arn()
         layout = self.layout
         # The journal keeps where the run lives, so that resume works from anywhere.
         self.config = self.config.with_options(bucket=layout.bucket, role_arn=role)
-        if not self._jobs:  # a new run; a resumed one has its jobs from the journal
-            self._jobs = [
-                JobState(chunk, f"{self.run_id}-{chunk.index:04d}", layout.input_uri(chunk))
-                for chunk in prepared.chunks
-            ]
         spec = SubmitSpec(
             run_id=self.run_id,
             model_id=self.config.model_id,
@@ -409,16 +412,25 @@ class BatchRun:
         self._publish("preparing", started=True)
         thread = threading.Thread(
             target=self._thread_main,
-            args=(clients, spec, prepared),
+            args=(clients, spec),
             name=f"bedrock-batch-{self.run_id}",
             daemon=True,
         )
         thread.start()
         return self
 
-    def _thread_main(self, clients: Clients, spec: SubmitSpec, prepared: Prepared) -> None:
+    def _thread_main(self, clients: Clients, spec: SubmitSpec) -> None:
         assert self._future is not None
         try:
+            prepared = self.validate()._prepared
+            assert prepared is not None
+            if not self._jobs:  # a new run; a resumed one has its jobs from the journal
+                self._jobs = [
+                    JobState(
+                        chunk, f"{self.run_id}-{chunk.index:04d}", self.layout.input_uri(chunk)
+                    )
+                    for chunk in prepared.chunks
+                ]
             frame = asyncio.run(self._main(clients, spec, prepared))
         except BaseException as exc:
             self.error = exc
@@ -449,7 +461,9 @@ class BatchRun:
 
     async def _main(self, clients: Clients, spec: SubmitSpec, prepared: Prepared) -> pd.DataFrame:
         self._loop = asyncio.get_running_loop()
-        self._journal_lock = asyncio.Lock()
+        self._journal_task: asyncio.Future[None] | None = None
+        self._journal_dirty = False
+        self._journal_phase = "staging"
         results = Results(len(self.rows), self.adapter)
         c = self.config
 
@@ -506,7 +520,7 @@ class BatchRun:
         note = await asyncio.to_thread(self._write_results, clients, frame)
         if failure is not None:
             self.result = frame
-            await self._save_journal(clients, "failed")
+            await self._save_journal(clients, "failed", wait=True)
             raise BatchRunError(
                 f"Job {failure.name} failed: {failure.message or 'no message'}. "
                 f"{failure_hint(failure.message)} The run stopped early; what finished is in "
@@ -514,7 +528,7 @@ class BatchRun:
                 "retries the rest."
             )
         phase = "stopped" if self._stop.is_set() else "done"
-        await self._save_journal(clients, phase)
+        await self._save_journal(clients, phase, wait=True)
         self._publish(phase, note=note, finished=True)
         return frame
 
@@ -655,17 +669,41 @@ class BatchRun:
     def _put(self) -> dict[str, Any]:
         return put_options(self.config.kms_key_id, self.config.s3_bucket_owner)
 
-    async def _save_journal(self, clients: Clients, phase: str | None) -> None:
-        state = {
-            "run_id": self.run_id,
-            "created_at": self._created_at,
-            "phase": phase or self._status.phase,
-            "records": len(self.rows),
-            "config": journal.config_to_dict(self.config),
-            "jobs": [journal.job_to_dict(j) for j in self._jobs],
-        }
-        async with self._journal_lock:
-            await asyncio.to_thread(journal.write, clients.s3, self.layout, state, **self._put)
+    async def _save_journal(
+        self, clients: Clients, phase: str | None, *, wait: bool = False
+    ) -> None:
+        """Have the journal rewritten with the current state.
+
+        Writes are coalesced by one writer task, so that a burst of submissions or job
+        endings costs one or two writes and never holds up the loop; ``wait=True`` returns
+        once the state as of now is on S3 (the run's last write)."""
+        if phase is not None:
+            self._journal_phase = phase
+        self._journal_dirty = True
+        while True:
+            if self._journal_task is None or self._journal_task.done():
+                self._journal_task = asyncio.ensure_future(self._journal_writer(clients))
+            if not wait:
+                return
+            await self._journal_task
+            if not self._journal_dirty:
+                return
+
+    async def _journal_writer(self, clients: Clients) -> None:
+        while self._journal_dirty:
+            self._journal_dirty = False
+            state = {
+                "run_id": self.run_id,
+                "created_at": self._created_at,
+                "phase": self._journal_phase,
+                "records": len(self.rows),
+                "config": journal.config_to_dict(self.config),
+                "jobs": [journal.job_to_dict(j) for j in self._jobs],
+            }
+            try:
+                await asyncio.to_thread(journal.write, clients.s3, self.layout, state, **self._put)
+            except Exception as exc:  # the run goes on; resume falls back to job names
+                self._publish(None, note=f"The run's journal was not saved: {describe_error(exc)}")
 
     def _write_results(self, clients: Clients, frame: pd.DataFrame) -> str:
         try:

@@ -155,7 +155,10 @@ def test_rows_missing_from_the_output_get_an_error_that_says_so(aws: LocalBedroc
 def test_invalid_input_stages_and_submits_nothing(aws: LocalBedrock) -> None:
     run = BatchRun(topics(300), CLAUDE, "Joke about {subject}", **FAST)
     with pytest.raises(BatchInputError, match="'subject'"):
-        run.start()
+        run.validate()
+    with pytest.raises(BatchInputError, match="'subject'"):
+        run.start().wait(30)  # rows are checked in the background: wait() tells
+    assert run.status().phase == "failed" and run.done
     assert aws.stats.create_calls == 0
     listing = boto3.client("s3").list_objects_v2(
         Bucket=aws.bucket, Prefix=f"bedrock-batch/{run.run_id}"
