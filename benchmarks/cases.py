@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import gc
 import heapq
-import io
 import json
 import logging
 import math
@@ -68,16 +67,15 @@ def new_run(data: Any, model_id: str, prompt: str | None = None, **options: Any)
 
 
 def prepare(run: BatchRun) -> tuple[Any, int]:
-    """Everything before the upload: read, validate, render, build every job's request
-    lines and size them, plan the jobs; return the plan and the lines' total bytes."""
+    """Everything before the upload: read, validate, plan the jobs, then render and build
+    every job's request lines (as staging does, a job at a time); return the plan and the
+    lines' total bytes."""
     run.validate()
     prepared = run._prepared
-    if hasattr(run, "record_lines"):  # lines are built per job as it is staged (c0fa06d on)
-        total = 0
-        for chunk in prepared.chunks:
-            total += sum(run_module.line_bytes(run.record_lines(range(chunk.start, chunk.stop))))
-        return prepared, total
-    return prepared, int(prepared.sizes.sum())  # validate() built every line up front
+    total = 0
+    for chunk in prepared.chunks:
+        total += len(staging.jsonl_body(run.record_lines(range(chunk.start, chunk.stop))))
+    return prepared, total
 
 
 def stage_all(run: BatchRun, prepared: Any) -> None:
@@ -89,57 +87,35 @@ def stage_all(run: BatchRun, prepared: Any) -> None:
         for chunk in prepared.chunks
     ]
     clients = run.clients
-    stage_job = getattr(run, "_stage_job", None)
-
-    def stage(job: JobState) -> None:
-        if stage_job is not None:
-            stage_job(clients, job)
-            return
-        bucket, key = job.input_uri[len("s3://") :].split("/", 1)  # engine before c0fa06d
-        lines = prepared.lines
-        staging.put_lines(clients.s3, bucket, key, (lines[p] for p in job.rows()))
-
     with ThreadPoolExecutor(max_workers=run_module.STAGE_CONCURRENCY) as pool:
-        list(pool.map(stage, jobs))
+        list(pool.map(lambda job: run._stage_job(clients, job), jobs))
 
 
 def write_results(frame: pd.DataFrame, path: Path) -> None:
     """The joined results as Parquet on disk, the way the engine writes them."""
-    writer = getattr(collecting, "write_parquet", None)
-    if writer is not None:
-        writer(frame, str(path))
-    else:
-        frame.to_parquet(path)
+    collecting.write_parquet(frame, str(path))
 
 
 def upload_results(s3: Any, frame: pd.DataFrame, key: str) -> None:
     """The joined results as Parquet on S3, the way ``BatchRun._write_results`` does."""
-    upload = getattr(collecting, "upload_parquet", None)
-    if upload is not None:
-        upload(s3, frame, BUCKET, key, {})
-        return
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer)
-    s3.put_object(Bucket=BUCKET, Key=key, Body=buffer.getvalue())
+    collecting.upload_parquet(s3, frame, BUCKET, key, {})
 
 
 def prepared_summary(prepared: Any, request_bytes: int) -> dict[str, Any]:
     return {"jobs": len(prepared.chunks), "request_mib": round(request_bytes / 2**20, 1)}
 
 
-# Functions whose time is reported as a breakdown of the prepare stage: (owner, name); the
-# ones an engine version lacks are skipped.
+# Functions whose time is reported as a breakdown of the prepare stage: (owner, name).
 BREAKDOWN = {
     "read": (run_module, "load_rows"),
     "check_rows": (run_module, "check_rows"),
     "lengths": (prompts.PromptTemplate, "rendered_lengths"),
     "check_lengths": (run_module, "check_lengths"),
-    "check_texts": (run_module, "check_texts"),
+    "plan_chunks": (run_module, "plan_chunks"),
     "render": (prompts.PromptTemplate, "render_frame"),
     "build_lines": (staging.RecordBuilder, "lines"),
-    "line_bytes": (run_module, "line_bytes"),
-    "plan_chunks": (run_module, "plan_chunks"),
-    "put_lines": (run_module, "put_lines"),
+    "jsonl_body": (staging, "jsonl_body"),
+    "put_jsonl": (run_module, "put_jsonl"),
 }
 
 # ---- measuring ------------------------------------------------------------------------------

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
-from bedrock_batch_nb.collecting import Results, error_message
+from bedrock_batch_nb.collecting import Results, error_message, write_parquet
 from bedrock_batch_nb.models import resolve_adapter
 from bedrock_batch_nb.staging import record_id
 
@@ -193,3 +195,22 @@ def test_a_later_success_replaces_an_earlier_error_but_not_the_reverse(rows: pd.
     out = results.to_frame(rows)
     assert out["response"].iloc[0] == "retried" and out["error"].iloc[0] is None
     assert out["response"].iloc[1] == "ok" and out["error"].iloc[1] is None
+
+
+def test_parquet_written_in_row_groups_keeps_late_values_and_types(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {
+            "late_text": [None] * 25 + ["appears late"] * 5,
+            "late_list": [None] * 29 + [[0.5, 1.5]],
+            "n": range(30),
+        },
+        index=pd.Index([f"k{i}" for i in range(30)], name="key"),
+    )
+    path = tmp_path / "out.parquet"
+    write_parquet(frame, path, batch_rows=10)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 3
+    back = pd.read_parquet(path)
+    assert back.index.tolist() == frame.index.tolist()
+    assert back["late_text"].iloc[-1] == "appears late" and back["late_text"].isna().sum() == 25
+    assert list(back["late_list"].iloc[-1]) == [0.5, 1.5]
+    assert back["n"].tolist() == list(range(30))

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .models import ModelAdapter, ModelOutput
 from .staging import position_of
@@ -133,20 +134,37 @@ class Results:
         return out
 
 
-PARQUET_BATCH_ROWS = 50_000
+PARQUET_BATCH_ROWS = 10_000
+"""Rows converted to Arrow at a time when writing Parquet (one row group each): converting
+Python strings holds the GIL, and this keeps each hold to tens of milliseconds, so that a
+notebook's event loop stays responsive while a run writes its results."""
 
 
 def write_parquet(frame: pd.DataFrame, sink: Any, *, batch_rows: int = PARQUET_BATCH_ROWS) -> None:
     """Write ``frame`` as Parquet, converting ``batch_rows`` rows at a time (one row group
     each), so that the Arrow copy of a large result never exists whole."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.Schema.from_pandas(frame, preserve_index=True)
+    schema = parquet_schema(frame, batch_rows)
     with pq.ParquetWriter(sink, schema) as writer:
         for start in range(0, max(len(frame), 1), batch_rows):
             part = frame.iloc[start : start + batch_rows]
             writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=True))
+
+
+def parquet_schema(frame: pd.DataFrame, sample_rows: int) -> pa.Schema:
+    """The Arrow schema of ``frame``, inferred from its first rows (inferring it from every
+    row converts them all); a column still without a type there takes the type of its
+    first value."""
+    schema = pa.Schema.from_pandas(frame.iloc[:sample_rows], preserve_index=True)
+    for i, typed in enumerate(schema):
+        if pa.types.is_null(typed.type) and typed.name in frame.columns:
+            column = frame[typed.name]
+            present = column.notna().to_numpy()
+            if isinstance(column, pd.Series) and present.any():
+                first = column.iloc[int(present.argmax())]
+                schema = schema.set(i, typed.with_type(pa.array([first]).type))
+    return schema
 
 
 def upload_parquet(

@@ -144,10 +144,7 @@ class PromptTemplate:
         total: pd.Series = pd.Series(
             sum(len(lit) for lit in self._literals), index=df.index, dtype="int64"
         )
-        lengths = {
-            name: pd.Series([len(v) for v in _as_str_list(df, name)], index=df.index, dtype="int64")
-            for name in self._fields
-        }
+        lengths = {name: _str_lengths(df, name) for name in self._fields}
         for name in self._names:
             total += lengths[name]
         return total
@@ -162,6 +159,20 @@ class PromptTemplate:
 
     def __hash__(self) -> int:
         return hash(self._template)
+
+
+def _str_lengths(df: pd.DataFrame, name: str) -> pd.Series:
+    """``len(str(value))`` of every value of a column; vectorised for text columns."""
+    column = df[name]
+    if (
+        isinstance(column, pd.Series)
+        and column.dtype != object
+        and pd.api.types.is_string_dtype(column.dtype)
+        and column.notna().all()
+    ):
+        lengths: pd.Series = column.str.len().astype("int64")
+        return lengths
+    return pd.Series([len(v) for v in _as_str_list(df, name)], index=df.index, dtype="int64")
 
 
 def _as_str_list(df: pd.DataFrame, name: str) -> list[str]:

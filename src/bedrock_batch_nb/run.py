@@ -42,11 +42,14 @@ from .models import InferenceParams, ModelAdapter, ModelOutput, resolve_adapter
 from .orchestrator import PENDING, JobState, Orchestrator, RunStatus, SubmitSpec
 from .prompts import PromptTemplate, get_prompt
 from .sources import load_rows, parse_s3_uri
-from .staging import RecordBuilder, RunLayout, line_bytes, put_lines, put_options
+from .staging import RecordBuilder, RunLayout, jsonl_body, line_bytes, put_jsonl, put_options
 from .validation import check_lengths, check_rows
 
 Listener = Callable[[RunStatus], None]
 STAGE_CONCURRENCY = 8
+"""Jobs staged at once (uploads overlap)."""
+BUILD_CONCURRENCY = 2
+"""Jobs whose request lines are built at once (CPU work: more threads only contend)."""
 
 
 CRASH_ENV = "BEDROCK_BATCH_CRASH_AT"
@@ -152,6 +155,7 @@ class BatchRun:
         """Why the run failed, once it has."""
         self._done_callbacks: list[Callable[[BatchRun], None]] = []
         self._done_lock = threading.Lock()
+        self._build_gate = threading.BoundedSemaphore(BUILD_CONCURRENCY)
         self._ended = False
 
     @classmethod
@@ -551,19 +555,21 @@ class BatchRun:
         await self._save_journal(clients, "running")
 
     def _stage_job(self, clients: Clients, job: JobState) -> None:
-        lines = self.record_lines(job.rows())
-        size = sum(line_bytes(lines))
-        if size > self.config.max_input_file_bytes:
+        # Building lines is CPU work under the GIL: a couple of threads at a time, so that
+        # the caller's event loop is not starved; the uploads overlap freely.
+        with self._build_gate:
+            body = jsonl_body(self.record_lines(job.rows()))
+        if len(body) > self.config.max_input_file_bytes:
             raise BatchRunError(
-                f"Job {job.name}'s input is {size:,} bytes, over max_input_file_bytes="
+                f"Job {job.name}'s input is {len(body):,} bytes, over max_input_file_bytes="
                 f"{self.config.max_input_file_bytes:,}: lower max_records_per_job."
             )
         bucket, key = job.input_uri[len("s3://") :].split("/", 1)
-        put_lines(
+        put_jsonl(
             clients.s3,
             bucket,
             key,
-            lines,
+            body,
             kms_key_id=self.config.kms_key_id,
             bucket_owner=self.config.s3_bucket_owner,
         )

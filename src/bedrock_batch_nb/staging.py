@@ -148,6 +148,23 @@ def put_lines(
     bucket_owner: str | None = None,
 ) -> None:
     """Upload record lines as one JSONL file."""
-    body = ("\n".join(lines) + "\n").encode("utf-8")
+    put_jsonl(s3, bucket, key, jsonl_body(lines), kms_key_id=kms_key_id, bucket_owner=bucket_owner)
+
+
+def jsonl_body(lines: Iterable[str]) -> bytes:
+    """The bytes of a JSONL file holding ``lines``."""
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def put_jsonl(
+    s3: Any,
+    bucket: str,
+    key: str,
+    body: bytes,
+    *,
+    kms_key_id: str | None = None,
+    bucket_owner: str | None = None,
+) -> None:
+    """Upload a JSONL file's bytes."""
     extra = put_options(kms_key_id, bucket_owner)
     s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/jsonl", **extra)
