@@ -7,6 +7,9 @@ import dataclasses
 import re
 from pathlib import Path
 
+import pandas as pd
+import pytest
+
 from bedrock_batch_nb.config import RunConfig
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -33,3 +36,15 @@ def test_every_option_is_documented_with_its_default() -> None:
             continue  # documented as where the value comes from
         assert ast.literal_eval(shown) == default, field.name
     assert set(documented) == {f.name for f in dataclasses.fields(RunConfig)}
+
+
+def test_readme_quickstart_runs_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's first Python block, executed from the repository root."""
+    block = README.read_text().split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(README.parent)
+    namespace: dict[str, object] = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    out, emb = namespace["out"], namespace["emb"]
+    assert isinstance(out, pd.DataFrame) and isinstance(emb, pd.DataFrame)
+    assert len(out) == len(emb) == 2500
+    assert out["error"].isna().all() and emb["error"].isna().all()

@@ -42,7 +42,7 @@ from .models import InferenceParams, ModelAdapter, ModelOutput, resolve_adapter
 from .orchestrator import PENDING, JobState, Orchestrator, RunStatus, SubmitSpec
 from .prompts import PromptTemplate, get_prompt
 from .sources import load_rows, parse_s3_uri
-from .staging import RecordBuilder, RunLayout, jsonl_body, line_bytes, put_jsonl, put_options
+from .staging import RecordBuilder, RunLayout, line_bytes, put_jsonl, put_options
 from .validation import check_lengths, check_rows
 
 Listener = Callable[[RunStatus], None]
@@ -322,11 +322,19 @@ class BatchRun:
 
     def record_lines(self, positions: range | list[int]) -> list[str]:
         """The JSONL record lines of the rows at ``positions``."""
+        return self._builder().lines(self._texts_at(positions), positions)
+
+    def record_body(self, positions: range | list[int]) -> bytes:
+        """The JSONL input file of the rows at ``positions`` (what a job is staged with)."""
+        return self._builder().body(self._texts_at(positions), positions)
+
+    def _texts_at(self, positions: range | list[int]) -> list[str]:
         if isinstance(positions, range):
             rows = self.rows.iloc[positions.start : positions.stop]
         else:
             rows = self.rows.iloc[positions]
-        return self._builder().lines(self.texts(rows).tolist(), positions)
+        texts: list[str] = self.texts(rows).tolist()
+        return texts
 
     def plan(self) -> pd.DataFrame:
         """The jobs this run would submit: records, first and last row, input bytes."""
@@ -558,7 +566,7 @@ class BatchRun:
         # Building lines is CPU work under the GIL: a couple of threads at a time, so that
         # the caller's event loop is not starved; the uploads overlap freely.
         with self._build_gate:
-            body = jsonl_body(self.record_lines(job.rows()))
+            body = self.record_body(job.rows())
         if len(body) > self.config.max_input_file_bytes:
             raise BatchRunError(
                 f"Job {job.name}'s input is {len(body):,} bytes, over max_input_file_bytes="

@@ -121,6 +121,23 @@ class RecordBuilder:
             for t, p in zip(texts, positions, strict=True)
         ]
 
+    def body(self, texts: Iterable[str], positions: Iterable[int]) -> bytes:
+        """The JSONL file of these records: the same bytes as ``jsonl_body(lines(...))``,
+        built in one join (no line strings in between: about half the copying)."""
+        if self._parts is None:
+            return jsonl_body(self.lines(texts, positions))
+        head, tail = self._parts
+        mid = f'","modelInput":{head}'
+        end = f"{tail}}}\n"
+        parts: list[str] = []
+        add = parts.append
+        for t, p in zip(texts, positions, strict=True):
+            add(f'{{"recordId":"{RECORD_ID_PREFIX}{p:010d}')
+            add(mid)
+            add(encode_basestring(t)[1:-1])
+            add(end)
+        return "".join(parts).encode("utf-8")
+
 
 def line_bytes(lines: Sequence[str]) -> list[int]:
     """UTF-8 size of each line plus its newline."""

@@ -54,5 +54,9 @@ def check_splice() -> Callable[[ModelAdapter, list[str], str | None, InferencePa
         for line, text in zip(lines, texts, strict=True):
             assert json.dumps(text, ensure_ascii=False)[1:-1] in line
             json.loads(line)
+        # The staged file: the same records, one per line, built in one go.
+        positions = range(7, 7 + len(texts))
+        body = builder.body(texts, positions)
+        assert body == ("\n".join(builder.lines(texts, positions)) + "\n").encode()
 
     return check
