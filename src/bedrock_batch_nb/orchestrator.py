@@ -5,8 +5,9 @@ The :class:`Orchestrator` is a coroutine-driven loop.  It keeps at most
 poll sees a slot free, and polls the whole run with one paginated
 ``ListModelInvocationJobs`` call filtered on the run id (not one call per job).  The poll
 interval starts at ``poll_interval`` and grows by half while nothing changes, up to
-``max_poll_interval``.  Blocking boto3 calls run in worker threads, so the loop never
-blocks.  It knows nothing about display: it publishes :class:`RunStatus` snapshots.
+``max_poll_interval``, except while jobs wait for a slot.  Blocking boto3 calls run in
+worker threads, so the loop never blocks.  It knows nothing about display: it publishes
+:class:`RunStatus` snapshots.
 """
 
 from __future__ import annotations
@@ -272,8 +273,15 @@ class Orchestrator:
             if self.cap < self.max_concurrent_jobs and changed:
                 self.cap += 1
             self.on_change(None)
+            # Back off while nothing changes, but not while staged jobs wait for a slot: a
+            # freed slot is then seen within one poll_interval.
+            waiting_for_slot = not self.stop_requested.is_set() and any(
+                j.staged for j in self.pending()
+            )
             interval = (
-                self.poll_interval if changed else min(interval * 1.5, self.max_poll_interval)
+                self.poll_interval
+                if changed or waiting_for_slot
+                else min(interval * 1.5, self.max_poll_interval)
             )
 
     def _adopt(self) -> None:
