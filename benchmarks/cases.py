@@ -74,7 +74,7 @@ def prepare(run: BatchRun) -> tuple[Any, int]:
     prepared = run._prepared
     total = 0
     for chunk in prepared.chunks:
-        total += len(staging.jsonl_body(run.record_lines(range(chunk.start, chunk.stop))))
+        total += len(run.record_body(range(chunk.start, chunk.stop)))
     return prepared, total
 
 
@@ -113,8 +113,7 @@ BREAKDOWN = {
     "check_lengths": (run_module, "check_lengths"),
     "plan_chunks": (run_module, "plan_chunks"),
     "render": (prompts.PromptTemplate, "render_frame"),
-    "build_lines": (staging.RecordBuilder, "lines"),
-    "jsonl_body": (staging, "jsonl_body"),
+    "build_body": (staging.RecordBuilder, "body"),
     "put_jsonl": (run_module, "put_jsonl"),
 }
 

@@ -13,7 +13,9 @@ worker threads, so the loop never blocks.  It knows nothing about display: it pu
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import functools
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
@@ -229,6 +231,19 @@ class Orchestrator:
         self._stop_sent = False
         self._kick = asyncio.Event()
         self._collecting: dict[str, asyncio.Future[None]] = {}
+        # Control-plane calls get threads of their own: staging and collecting keep the
+        # loop's default executor busy, and a poll or a submission must not queue behind them.
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=2, thread_name_prefix="bedrock-control"
+        )
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    def close(self) -> None:
+        """Release the control-plane threads (the run is over)."""
+        self._executor.shutdown(wait=False)
 
     def kick(self) -> None:
         """Look again now (a job was staged, or a stop was asked for)."""
@@ -243,7 +258,7 @@ class Orchestrator:
 
     async def run(self) -> None:
         interval = self.poll_interval
-        await asyncio.to_thread(self._adopt)
+        await self._call(self._adopt)
         while True:
             if self.stop_requested.is_set():
                 if not self._stop_sent:
@@ -258,7 +273,7 @@ class Orchestrator:
                 await asyncio.wait_for(self._kick.wait(), timeout=interval)
             self._kick.clear()
             try:
-                changed = await asyncio.to_thread(self._poll)
+                changed = await self._call(self._poll)
             except Exception as exc:  # botocore has retried already: note it, poll again
                 self.on_change(f"Polling failed ({describe_error(exc)}); trying again.")
                 interval = min(interval * 1.5, self.max_poll_interval)
@@ -311,7 +326,7 @@ class Orchestrator:
             if sum(j.active for j in self.jobs) >= self.cap:
                 return
             try:
-                response = await asyncio.to_thread(
+                response = await self._call(
                     self.bedrock.create_model_invocation_job, **self.spec.request(job)
                 )
             except Exception as exc:
@@ -356,9 +371,7 @@ class Orchestrator:
         for job in self.jobs:
             if job.arn and job.status in ("Submitted", "Validating", "Scheduled", "InProgress"):
                 try:
-                    await asyncio.to_thread(
-                        self.bedrock.stop_model_invocation_job, jobIdentifier=job.arn
-                    )
+                    await self._call(self.bedrock.stop_model_invocation_job, jobIdentifier=job.arn)
                 except Exception as exc:
                     if error_code(exc) not in ("ConflictException", "ValidationException"):
                         raise

@@ -434,6 +434,14 @@ class BatchRun:
     def _thread_main(self, clients: Clients, spec: SubmitSpec) -> None:
         assert self._future is not None
         try:
+            self._run_to_the_end(clients, spec)
+        finally:
+            if self._orchestrator is not None:
+                self._orchestrator.close()
+
+    def _run_to_the_end(self, clients: Clients, spec: SubmitSpec) -> None:
+        assert self._future is not None
+        try:
             prepared = self.validate()._prepared
             assert prepared is not None
             if not self._jobs:  # a new run; a resumed one has its jobs from the journal

@@ -183,3 +183,29 @@ def test_text_progress_prints_bars_and_a_timeline(aws: LocalBedrock, topics: pd.
     assert "timeline" in text and "Completed" in text
     assert "Result (150 rows x" in text and "bound to jokes" in text
     assert timeline_text(run.status()).count("█") > 0
+
+
+def test_resume_button_reattaches_to_a_stopped_run(aws: LocalBedrock, topics: pd.DataFrame) -> None:
+    aws.timings.records_per_second = 20.0
+    try:
+        f = make_form(topics, out="jokes")
+        f.prompt.value = "Tell me a joke about {topic}."
+        f.launch_button.click()
+        f.stop_button.click()
+        assert f.wait(30) is not None and f.state == "stopped"
+    finally:
+        aws.timings.records_per_second = 5000.0
+    stopped = f.run
+    assert stopped is not None
+
+    f.resume_button.click()  # no run id given
+    assert "give the id of the run" in f.problems[0]
+
+    again = make_form(topics, ns=f.namespace, out="jokes")
+    again.resume_id.value = stopped.run_id
+    again.resume_button.click()
+    result = again.wait(30)
+    assert again.problems == [] and again.state == "done"
+    assert result is not None and result["error"].isna().all()
+    assert again.namespace["jokes"] is result
+    assert len({j.name for j in again.run.status().jobs}) == aws.stats.jobs_created

@@ -193,6 +193,14 @@ class BatchForm:
         self.stop_button = w.Button(
             description="Stop", icon="stop", button_style="danger", disabled=True
         )
+        self.resume_id = w.Text(
+            description="Resume run",
+            placeholder="run id, after a kernel restart (list_runs() shows them)",
+            style=LABEL,
+            layout=WIDE,
+        )
+        self.resume_button = w.Button(description="Resume", icon="repeat")
+        self.resume_button.on_click(self.on_resume)
         self.preview_button.on_click(self.on_preview)
         self.invoke_button.on_click(self.on_invoke)
         self.validate_button.on_click(self.on_validate)
@@ -250,6 +258,7 @@ class BatchForm:
             [
                 w.HBox([fields, self.messages]),
                 buttons,
+                w.HBox([self.resume_id, self.resume_button]),
                 self.preview_table,
                 self.plan_table,
                 self.progress_box,
@@ -346,6 +355,11 @@ class BatchForm:
         """Validate and start the run in the background; progress and result show below."""
         self._guard(self._launch)
 
+    def on_resume(self, _: Any = None) -> None:
+        """Re-attach to the run named in "Resume run" (from its journal on S3): keep
+        waiting, submit what was never submitted, collect; progress and result below."""
+        self._guard(self._resume)
+
     def on_stop(self, _: Any = None) -> None:
         """Stop the running jobs; what finished is collected and shown."""
         if self.run is not None and not self.run.done:
@@ -385,7 +399,21 @@ class BatchForm:
         out = self.out.value.strip()
         if out and not out.isidentifier():
             raise BatchInputError(f"Result into: {out!r} is not a valid Python variable name.")
-        run = self.build_run()
+        self._start(self.build_run(), out)
+
+    def _resume(self) -> None:
+        if self.run is not None and not self.run.done:
+            raise BatchInputError(f"{self.run.run_id} is still running: Stop it first.")
+        run_id = self.resume_id.value.strip()
+        if not run_id:
+            raise BatchInputError("Resume run: give the id of the run to re-attach to.")
+        out = self.out.value.strip()
+        if out and not out.isidentifier():
+            raise BatchInputError(f"Result into: {out!r} is not a valid Python variable name.")
+        where = {k: self.options[k] for k in ("bucket", "s3_prefix", "region") if k in self.options}
+        self._start(BatchRun.resume(run_id, **where), out)
+
+    def _start(self, run: BatchRun, out: str) -> None:
         run.validate()
         run.config.resolved_bucket()
         run.config.resolved_role_arn()
