@@ -17,6 +17,7 @@ import concurrent.futures
 import contextlib
 import functools
 import hashlib
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -155,6 +156,25 @@ class RunStatus:
         )
 
 
+CRASH_ENV = "BEDROCK_BATCH_CRASH_AT"
+_crash_counts: dict[str, int] = {}
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for resume tests: with ``BEDROCK_BATCH_CRASH_AT=<name>:<n>`` the
+    process dies (as if killed) the n-th time it passes point ``name``: ``staging`` (a job's
+    input uploaded), ``staged`` (all of them), ``submitted`` (a job created), ``polled`` (a
+    status poll done) or ``collected`` (a job's output read)."""
+    setting = os.environ.get(CRASH_ENV)
+    if not setting:
+        return
+    point, _, count = setting.partition(":")
+    if point == name:
+        _crash_counts[name] = _crash_counts.get(name, 0) + 1
+        if _crash_counts[name] >= int(count or 1):
+            os._exit(75)
+
+
 def client_request_token(run_id: str, job_name: str, input_uri: str) -> str:
     """A deterministic idempotency token: resubmitting the same job cannot create a second."""
     return hashlib.sha256(f"{run_id}\n{job_name}\n{input_uri}".encode()).hexdigest()
@@ -278,6 +298,7 @@ class Orchestrator:
                 self.on_change(f"Polling failed ({describe_error(exc)}); trying again.")
                 interval = min(interval * 1.5, self.max_poll_interval)
                 continue
+            crash_point("polled")
             for job in changed:
                 if job.status == "Failed" and self.failure is None:
                     self.failure = job

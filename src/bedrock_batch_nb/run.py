@@ -13,7 +13,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
-import os
 import secrets
 import threading
 import time
@@ -39,7 +38,7 @@ from .collecting import (
 from .config import RunConfig
 from .errors import BatchInputError, BatchRunError
 from .models import InferenceParams, ModelAdapter, ModelOutput, resolve_adapter
-from .orchestrator import PENDING, JobState, Orchestrator, RunStatus, SubmitSpec
+from .orchestrator import PENDING, JobState, Orchestrator, RunStatus, SubmitSpec, crash_point
 from .prompts import PromptTemplate, get_prompt
 from .sources import load_rows, parse_s3_uri
 from .staging import RecordBuilder, RunLayout, line_bytes, put_jsonl, put_options
@@ -50,24 +49,6 @@ STAGE_CONCURRENCY = 8
 """Jobs staged at once (uploads overlap)."""
 BUILD_CONCURRENCY = 2
 """Jobs whose request lines are built at once (CPU work: more threads only contend)."""
-
-
-CRASH_ENV = "BEDROCK_BATCH_CRASH_AT"
-_crash_counts: dict[str, int] = {}
-
-
-def crash_point(name: str) -> None:
-    """Fault injection for resume tests: with ``BEDROCK_BATCH_CRASH_AT=<name>:<n>`` the
-    process dies (as if killed) the n-th time it passes point ``name`` (staged, submitted,
-    collected)."""
-    setting = os.environ.get(CRASH_ENV)
-    if not setting:
-        return
-    point, _, count = setting.partition(":")
-    if point == name:
-        _crash_counts[name] = _crash_counts.get(name, 0) + 1
-        if _crash_counts[name] >= int(count or 1):
-            os._exit(75)
 
 
 def failure_hint(message: str | None) -> str:
@@ -561,6 +542,7 @@ class BatchRun:
         async def stage(job: JobState) -> None:
             async with gate:
                 await asyncio.to_thread(self._stage_job, clients, job)
+            crash_point("staging")
             job.staged = True
             if self._orchestrator is not None:
                 self._orchestrator.kick()

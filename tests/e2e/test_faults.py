@@ -73,7 +73,17 @@ def run_in_child(n: int, crash_at: str, **options: object) -> tuple[str, int]:
     return done.stdout.split()[0], done.returncode
 
 
-@pytest.mark.parametrize("crash_at", ["staged:1", "submitted:2", "collected:1", "collected:3"])
+@pytest.mark.parametrize(
+    "crash_at",
+    [
+        "staging:2",  # while staging: two inputs uploaded, nothing submitted
+        "staged:1",  # everything staged, nothing submitted
+        "submitted:2",  # between submissions
+        "polled:3",  # while waiting
+        "collected:1",  # during collection
+        "collected:3",
+    ],
+)
 def test_resume_after_the_process_dies(aws: LocalBedrock, crash_at: str) -> None:
     options = {"max_records_per_job": 100, "max_concurrent_jobs": 2, **FAST}
     run_id, code = run_in_child(420, crash_at, **options)
