@@ -254,7 +254,7 @@ class Orchestrator:
         # Control-plane calls get threads of their own: staging and collecting keep the
         # loop's default executor busy, and a poll or a submission must not queue behind them.
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=2, thread_name_prefix="bedrock-control"
+            max_workers=8, thread_name_prefix="bedrock-control"
         )
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -341,36 +341,46 @@ class Orchestrator:
         return found
 
     async def _submit_ready(self) -> None:
-        for job in self.pending():
-            if not job.staged:
-                continue
-            if sum(j.active for j in self.jobs) >= self.cap:
-                return
-            try:
-                response = await self._call(
-                    self.bedrock.create_model_invocation_job, **self.spec.request(job)
-                )
-            except Exception as exc:
-                code = error_code(exc)
+        """Create jobs for the free slots, side by side (a wave of freed slots is refilled
+        in the time of one call, not one call per slot)."""
+        free = self.cap - sum(j.active for j in self.jobs)
+        batch = [j for j in self.pending() if j.staged][: max(free, 0)]
+        if not batch:
+            return
+        outcomes = await asyncio.gather(
+            *(
+                self._call(self.bedrock.create_model_invocation_job, **self.spec.request(job))
+                for job in batch
+            ),
+            return_exceptions=True,
+        )
+        fatal: tuple[JobState, BaseException] | None = None
+        quota = False
+        for job, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                code = error_code(outcome)
                 if code == "ServiceQuotaExceededException":
-                    self.cap = max(1, sum(j.active for j in self.jobs))
-                    self.on_change(
-                        "Bedrock's concurrent-job quota is reached (other runs share it); "
-                        f"waiting for a slot, {self.cap} job(s) at a time for now."
-                    )
-                    return
-                if code in RETRYABLE_CODES:
+                    quota = True
+                elif code in RETRYABLE_CODES:
                     self.on_change(f"Submitting {job.name} failed ({code}); trying again.")
-                    return
-                raise BatchRunError(
-                    f"Creating job {job.name} failed: {describe_error(exc)}"
-                ) from exc
-            job.arn = response["jobArn"]
+                elif fatal is None:
+                    fatal = (job, outcome)
+                continue
+            job.arn = outcome["jobArn"]
             job.status = "Submitted"
             job.submitted_at = time.time()
             if self.on_submitted is not None:
                 await self.on_submitted(job)
-            self.on_change(None)
+        if quota:
+            self.cap = max(1, sum(j.active for j in self.jobs))
+            self.on_change(
+                "Bedrock's concurrent-job quota is reached (other runs share it); "
+                f"waiting for a slot, {self.cap} job(s) at a time for now."
+            )
+        self.on_change(None)
+        if fatal is not None:  # after recording the jobs that were created
+            job, exc = fatal
+            raise BatchRunError(f"Creating job {job.name} failed: {describe_error(exc)}") from exc
 
     def _poll(self) -> list[JobState]:
         """Refresh every submitted job with one paginated list call; return the changed."""

@@ -155,19 +155,6 @@ def put_options(kms_key_id: str | None, bucket_owner: str | None) -> dict[str, A
     return extra
 
 
-def put_lines(
-    s3: Any,
-    bucket: str,
-    key: str,
-    lines: Iterable[str],
-    *,
-    kms_key_id: str | None = None,
-    bucket_owner: str | None = None,
-) -> None:
-    """Upload record lines as one JSONL file."""
-    put_jsonl(s3, bucket, key, jsonl_body(lines), kms_key_id=kms_key_id, bucket_owner=bucket_owner)
-
-
 def jsonl_body(lines: Iterable[str]) -> bytes:
     """The bytes of a JSONL file holding ``lines``."""
     return ("\n".join(lines) + "\n").encode("utf-8")

@@ -10,6 +10,7 @@ PartiallyCompleted / Expired. Outputs land in S3 in Bedrock's layout:
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import contextlib
 import datetime as dt
 import hashlib
@@ -269,10 +270,15 @@ class JobStore:
         self._tokens: dict[str, str] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        """Where jobs advance side by side while the worker runs (see :meth:`tick`)."""
 
     # --- worker --------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=8, thread_name_prefix="local-bedrock-job"
+        )
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="local-bedrock-jobs", daemon=True)
         self._thread.start()
@@ -282,6 +288,9 @@ class JobStore:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
 
     def _run(self) -> None:
         while not self._stop.wait(self.timings.tick):
@@ -528,16 +537,25 @@ class JobStore:
     # --- the clock -------------------------------------------------------------------------
 
     def tick(self) -> None:
+        """Move every active job on; jobs advance side by side (as Bedrock runs them), so
+        that one job's input reading or output writing does not hold up the others."""
         with self._lock:
             jobs = [j for j in self._jobs.values() if j.status in ACTIVE]
-        for job in jobs:
-            try:
-                self._advance(job)
-            except Exception as exc:
-                log.exception("job %s failed inside the emulator", job.job_id)
-                with self._lock:
-                    if job.status in ACTIVE:
-                        self._set_status(job, "Failed", f"Internal error: {exc}")
+        pool = self._pool
+        if pool is None or len(jobs) <= 1:
+            for job in jobs:
+                self._advance_safely(job)
+            return
+        list(pool.map(self._advance_safely, jobs))
+
+    def _advance_safely(self, job: Job) -> None:
+        try:
+            self._advance(job)
+        except Exception as exc:
+            log.exception("job %s failed inside the emulator", job.job_id)
+            with self._lock:
+                if job.status in ACTIVE:
+                    self._set_status(job, "Failed", f"Internal error: {exc}")
 
     def _advance(self, job: Job) -> None:
         t = self.timings
@@ -630,9 +648,10 @@ class JobStore:
     # --- S3 input and output ---------------------------------------------------------------
 
     def _client(self) -> Any:
-        if self._s3 is None:
-            self._s3 = self._s3_factory()
-        return self._s3
+        with self._lock:
+            if self._s3 is None:
+                self._s3 = self._s3_factory()
+            return self._s3
 
     def _load_input(self, job: Job) -> str | None:
         """Read and check the job's JSONL input; return Bedrock's failure message or None."""
