@@ -400,29 +400,29 @@ class BatchRun:
             bucket_owner=self.config.s3_bucket_owner,
             tags=self.config.tags,
         )
-        clients = self.clients
         self._future = concurrent.futures.Future()
         self._publish("preparing", started=True)
         thread = threading.Thread(
             target=self._thread_main,
-            args=(clients, spec),
+            args=(spec,),
             name=f"bedrock-batch-{self.run_id}",
             daemon=True,
         )
         thread.start()
         return self
 
-    def _thread_main(self, clients: Clients, spec: SubmitSpec) -> None:
+    def _thread_main(self, spec: SubmitSpec) -> None:
         assert self._future is not None
         try:
-            self._run_to_the_end(clients, spec)
+            self._run_to_the_end(spec)
         finally:
             if self._orchestrator is not None:
                 self._orchestrator.close()
 
-    def _run_to_the_end(self, clients: Clients, spec: SubmitSpec) -> None:
+    def _run_to_the_end(self, spec: SubmitSpec) -> None:
         assert self._future is not None
         try:
+            clients = self.clients  # creating boto3 clients takes a while: not in start()
             prepared = self.validate()._prepared
             assert prepared is not None
             if not self._jobs:  # a new run; a resumed one has its jobs from the journal
