@@ -318,7 +318,8 @@ class BatchRun:
         return texts
 
     def plan(self) -> pd.DataFrame:
-        """The jobs this run would submit: records, first and last row, input bytes."""
+        """The jobs this run would submit: records, first and last row, and input bytes
+        (estimated from the texts' lengths; staging checks the real size)."""
         return self.validate().frame()
 
     def preview(self, n: int = 3, *, invoke: bool = False) -> pd.DataFrame:
