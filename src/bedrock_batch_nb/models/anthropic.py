@@ -20,6 +20,7 @@ from .base import (
     expect_key,
     expect_mapping,
     optional_int,
+    sampling,
 )
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
@@ -73,14 +74,7 @@ class AnthropicAdapter(ModelAdapter):
         }
         if system:
             body["system"] = system
-        if params.temperature is not None:
-            body["temperature"] = params.temperature
-        if params.top_p is not None:
-            body["top_p"] = params.top_p
-        if params.top_k is not None:
-            body["top_k"] = params.top_k
-        if params.stop_sequences:
-            body["stop_sequences"] = list(params.stop_sequences)
+        body.update(sampling(params))
         return body
 
     def parse_response(self, body: Mapping[str, Any]) -> ModelOutput:

@@ -249,6 +249,24 @@ def _check_number(
         problems.append(f"{field} must be a number from {lo:g} to {hi:g}, not {value!r}.")
 
 
+def sampling(
+    params: InferenceParams, *, top_k: bool = True, stop_key: str | None = "stop_sequences"
+) -> dict[str, Any]:
+    """The sampling keys that are set, as the snake_case InvokeModel bodies (Claude, Llama,
+    Mistral) name them: temperature, top_p, top_k, and the stop sequences under
+    ``stop_key``."""
+    keys: dict[str, Any] = {}
+    if params.temperature is not None:
+        keys["temperature"] = params.temperature
+    if params.top_p is not None:
+        keys["top_p"] = params.top_p
+    if top_k and params.top_k is not None:
+        keys["top_k"] = params.top_k
+    if stop_key is not None and params.stop_sequences:
+        keys[stop_key] = list(params.stop_sequences)
+    return keys
+
+
 def expect_mapping(value: Any, what: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise ValueError(f"expected {what} to be a JSON object, got {type(value).__name__}")

@@ -19,6 +19,7 @@ from .base import (
     expect_key,
     expect_mapping,
     optional_int,
+    sampling,
 )
 
 BEGIN = "<|begin_of_text|>"
@@ -59,10 +60,7 @@ class LlamaAdapter(ModelAdapter):
             "prompt": chat_prompt(text, system),
             "max_gen_len": params.max_tokens,
         }
-        if params.temperature is not None:
-            body["temperature"] = params.temperature
-        if params.top_p is not None:
-            body["top_p"] = params.top_p
+        body.update(sampling(params, top_k=False, stop_key=None))  # validate_params refuses them
         return body
 
     def parse_response(self, body: Mapping[str, Any]) -> ModelOutput:

@@ -21,6 +21,7 @@ from .base import (
     ModelOutput,
     expect_mapping,
     optional_int,
+    sampling,
 )
 
 
@@ -54,14 +55,7 @@ class MistralAdapter(ModelAdapter):
             "prompt": instruct_prompt(text, system),
             "max_tokens": params.max_tokens,
         }
-        if params.temperature is not None:
-            body["temperature"] = params.temperature
-        if params.top_p is not None:
-            body["top_p"] = params.top_p
-        if params.top_k is not None:
-            body["top_k"] = params.top_k
-        if params.stop_sequences:
-            body["stop"] = list(params.stop_sequences)
+        body.update(sampling(params, stop_key="stop"))
         return body
 
     def parse_response(self, body: Mapping[str, Any]) -> ModelOutput:
