@@ -127,16 +127,19 @@ class RecordBuilder:
         if self._parts is None:
             return jsonl_body(self.lines(texts, positions))
         head, tail = self._parts
-        mid = f'","modelInput":{head}'
-        end = f"{tail}}}\n"
-        parts: list[str] = []
+        # Pieces are encoded one by one and joined as bytes: a text with one non-ASCII
+        # character then costs its own encoding, not a wide copy of the whole file.
+        start = f'{{"recordId":"{RECORD_ID_PREFIX}'.encode()
+        mid = f'","modelInput":{head}'.encode()
+        end = f"{tail}}}\n".encode()
+        parts: list[bytes] = []
         add = parts.append
         for t, p in zip(texts, positions, strict=True):
-            add(f'{{"recordId":"{RECORD_ID_PREFIX}{p:010d}')
+            add(start + b"%010d" % p)
             add(mid)
-            add(encode_basestring(t)[1:-1])
+            add(encode_basestring(t)[1:-1].encode("utf-8"))
             add(end)
-        return "".join(parts).encode("utf-8")
+        return b"".join(parts)
 
 
 def line_bytes(lines: Sequence[str]) -> list[int]:
