@@ -41,7 +41,7 @@ from .models import InferenceParams, ModelAdapter, ModelOutput, resolve_adapter
 from .orchestrator import PENDING, JobState, Orchestrator, RunStatus, SubmitSpec, crash_point
 from .prompts import PromptTemplate, get_prompt
 from .sources import load_rows, parse_s3_uri
-from .staging import RecordBuilder, RunLayout, line_bytes, put_jsonl, put_options
+from .staging import RecordBuilder, RunLayout, put_jsonl, put_options
 from .validation import check_lengths, check_rows
 
 Listener = Callable[[RunStatus], None]
@@ -290,20 +290,16 @@ class BatchRun:
         """Each record line's bytes: a fixed part plus the text's characters times the
         bytes per character (escapes, UTF-8) measured on a sample, with 10% to spare."""
         builder = self._builder()
-        fixed = len(builder.lines([""], [0])[0].encode()) + 1
+        fixed = len(builder.body([""], [0]))
         sample = self.rows.iloc[:: max(1, len(self.rows) // 500)]
         texts = self.texts(sample).tolist()
         chars = sum(len(t) for t in texts)
-        line_sizes = line_bytes(builder.lines(texts, range(len(texts))))
-        ratio = (sum(line_sizes) - fixed * len(texts)) / chars if chars else 1.0
+        sample_bytes = len(builder.body(texts, range(len(texts))))
+        ratio = (sample_bytes - fixed * len(texts)) / chars if chars else 1.0
         return (fixed + np.ceil(lengths.to_numpy() * ratio * 1.1)).astype(np.int64)
 
     def _builder(self) -> RecordBuilder:
         return RecordBuilder(self.adapter, system=self.system_prompt, params=self.params)
-
-    def record_lines(self, positions: range | list[int]) -> list[str]:
-        """The JSONL record lines of the rows at ``positions``."""
-        return self._builder().lines(self._texts_at(positions), positions)
 
     def record_body(self, positions: range | list[int]) -> bytes:
         """The JSONL input file of the rows at ``positions`` (what a job is staged with)."""
@@ -622,8 +618,6 @@ class BatchRun:
 
         c = self.config
         self._collect = collect
-        self._clients_in_use = clients
-        self._results = results
         return Orchestrator(
             clients.bedrock,
             spec,

@@ -12,7 +12,7 @@ adapter builds one body around a marker and each record splices its JSON-escaped
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from json.encoder import encode_basestring
 from typing import Any
@@ -140,11 +140,6 @@ class RecordBuilder:
             add(encode_basestring(t)[1:-1].encode("utf-8"))
             add(end)
         return b"".join(parts)
-
-
-def line_bytes(lines: Sequence[str]) -> list[int]:
-    """UTF-8 size of each line plus its newline."""
-    return [len(line.encode("utf-8")) + 1 for line in lines]
 
 
 def put_options(kms_key_id: str | None, bucket_owner: str | None) -> dict[str, Any]:
