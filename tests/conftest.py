@@ -1,4 +1,5 @@
-"""One emulator (Bedrock + moto S3 on loopback) for the whole session, reset per test."""
+"""Shared by the end-to-end and notebook tests: one emulator (Bedrock + moto S3 on loopback)
+for the whole session, reset per test."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bedrock_batch_nb.local import LocalBedrock
+from bedrock_batch_nb.local import JobLimits, JobTimings, LocalBedrock
 
 
 @pytest.fixture(scope="session")
@@ -16,7 +17,7 @@ def emulator() -> Iterator[LocalBedrock]:
 
 
 @pytest.fixture
-def aws(emulator: LocalBedrock, monkeypatch: pytest.MonkeyPatch) -> LocalBedrock:
+def aws(emulator: LocalBedrock, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalBedrock]:
     """The emulator, emptied of jobs, stats, faults and objects, with this test's environment
     pointing every boto3 client at it (as ``local_bedrock()`` does)."""
     emulator.reset()
@@ -28,4 +29,8 @@ def aws(emulator: LocalBedrock, monkeypatch: pytest.MonkeyPatch) -> LocalBedrock
         monkeypatch.delenv(name, raising=False)
     for name, value in emulator.env.items():
         monkeypatch.setenv(name, value)
-    return emulator
+    yield emulator
+    # A test's timings, limits and quota must not leak into the next one.
+    emulator.wait_idle()
+    vars(emulator.timings).update(vars(JobTimings()))
+    vars(emulator.limits).update(vars(JobLimits()))

@@ -1,4 +1,5 @@
-"""One emulator for the whole session, reset before each test; helpers to run batch jobs."""
+"""The session's emulator (``tests/conftest.py``), reset before each test; helpers to run
+batch jobs."""
 
 from __future__ import annotations
 
@@ -13,12 +14,6 @@ from bedrock_batch_nb.local import JobLimits, JobTimings, LocalBedrock
 
 FINAL = {"Completed", "Failed", "Stopped", "PartiallyCompleted", "Expired"}
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
-
-
-@pytest.fixture(scope="session")
-def emulator() -> Iterator[LocalBedrock]:
-    with LocalBedrock() as lb:
-        yield lb
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""Fixtures of the notebook-layer tests: one local emulator for the session (reset per
-test), a real IPython ``InteractiveShell`` with the extension loaded, and sample data."""
+"""Fixtures of the notebook-layer tests: a real IPython ``InteractiveShell`` with the
+extension loaded, and sample data (the emulator fixtures are in ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
@@ -10,25 +10,7 @@ import pandas as pd
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from bedrock_batch_nb.local import LocalBedrock
 from bedrock_batch_nb.notebook.magic import BedrockBatchMagic
-
-
-@pytest.fixture(scope="session")
-def emulator() -> Iterator[LocalBedrock]:
-    with LocalBedrock() as local:
-        yield local
-
-
-@pytest.fixture
-def aws(emulator: LocalBedrock, monkeypatch: pytest.MonkeyPatch) -> LocalBedrock:
-    """The emulator, emptied, with this test's environment pointing boto3 at it."""
-    emulator.reset()
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in emulator.env.items():
-        monkeypatch.setenv(name, value)
-    return emulator
 
 
 @pytest.fixture
