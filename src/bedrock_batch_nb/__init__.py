@@ -12,7 +12,7 @@ The pipeline, one module per stage:
 ``collecting``   job outputs parsed and joined back to the input rows
 ``run``          :class:`BatchRun` and :func:`run_batch`, the Python API over all of it
 
-Beside the pipeline: ``progress`` (tqdm bars fed by a run's status) and ``local`` (the
+Beside the pipeline: ``progress`` (live progress fed by a run's status) and ``local`` (the
 local Bedrock emulator used by the demo and the tests).
 """
 

@@ -846,12 +846,13 @@ def run_batch(
 ) -> pd.DataFrame:
     """Run a whole batch and return the joined DataFrame (blocking).
 
-    Shows a progress bar (``tqdm.auto``) unless ``progress=False``.
+    Shows the live progress (:class:`~bedrock_batch_nb.progress.RunProgress`: widgets in
+    Jupyter, text bars elsewhere) unless ``progress=False``.
     """
     run = BatchRun(data, model_id, prompt, **options)
     run.validate()
     if progress:
-        from .progress import ProgressBar
+        from .progress import RunProgress
 
-        ProgressBar(run)
+        RunProgress(run)
     return run.start().wait()

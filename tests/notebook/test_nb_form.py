@@ -12,7 +12,7 @@ import pytest
 from bedrock_batch_nb import BatchRun
 from bedrock_batch_nb.local import LocalBedrock
 from bedrock_batch_nb.notebook.form import BUILTIN_MODELS, BatchForm, form, model_choices
-from bedrock_batch_nb.notebook.progress import RunProgress, timeline_text
+from bedrock_batch_nb.progress import RunProgress, timeline_text
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 TITAN = "amazon.titan-embed-text-v2:0"

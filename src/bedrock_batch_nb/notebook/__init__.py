@@ -9,8 +9,8 @@ Needs the ``[notebook]`` extra (IPython and ipywidgets).
 
 from __future__ import annotations
 
+from ..progress import RunProgress
 from .form import BatchForm, form
 from .magic import BedrockBatchMagic, load_ipython_extension
-from .progress import RunProgress
 
 __all__ = ["BatchForm", "BedrockBatchMagic", "RunProgress", "form", "load_ipython_extension"]

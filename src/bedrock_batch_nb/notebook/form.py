@@ -21,9 +21,9 @@ import pandas as pd
 from ..errors import BatchInputError, BedrockBatchError
 from ..models import resolve_adapter
 from ..pricing import estimate
+from ..progress import RunProgress, frame_html
 from ..run import BatchRun
 from ._data import columns_of, resolve_data, variable_name
-from .progress import RunProgress, frame_html
 
 BUILTIN_MODELS = (
     "anthropic.claude-3-haiku-20240307-v1:0",

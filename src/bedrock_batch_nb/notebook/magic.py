@@ -29,9 +29,9 @@ from traitlets import Bool, Dict, Int, Unicode
 from ..config import option_names
 from ..errors import BedrockBatchError
 from ..pricing import CostEstimate, estimate
+from ..progress import RunProgress
 from ..run import BatchRun, RunPlan, list_runs
 from ._data import resolve_data
-from .progress import RunProgress
 
 FLAG_OPTIONS = {
     "system": "system_prompt",
