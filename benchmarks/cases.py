@@ -34,7 +34,6 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from moto.server import ThreadedMotoServer
 
-from bedrock_batch_nb import BatchRun, collecting, prompts, staging
+from bedrock_batch_nb import BatchRun, collecting, prompts, sources, staging, validation
 from bedrock_batch_nb import run as run_module
 from bedrock_batch_nb.aws import Clients
 from bedrock_batch_nb.collecting import Results, collect_job
@@ -79,16 +78,14 @@ def prepare(run: BatchRun) -> tuple[Any, int]:
 
 
 def stage_all(run: BatchRun, prepared: Any) -> None:
-    """Build and upload every job's input file as ``start()`` does, ``STAGE_CONCURRENCY``
-    jobs at a time."""
+    """Build and upload every job's input file as ``start()`` does (``BatchRun._stage``: built
+    in input order, uploaded while the next is built, ``STAGE_CONCURRENCY`` files held)."""
     layout = run.layout
     jobs = [
         JobState(chunk, f"{run.run_id}-{chunk.index:04d}", layout.input_uri(chunk))
         for chunk in prepared.chunks
     ]
-    clients = run.clients
-    with ThreadPoolExecutor(max_workers=run_module.STAGE_CONCURRENCY) as pool:
-        list(pool.map(lambda job: run._stage_job(clients, job), jobs))
+    asyncio.run(run._stage(run.clients, jobs, None))
 
 
 def write_results(frame: pd.DataFrame, path: Path) -> None:
@@ -107,8 +104,8 @@ def prepared_summary(prepared: Any, request_bytes: int) -> dict[str, Any]:
 
 # Functions whose time is reported as a breakdown of the prepare stage: (owner, name).
 BREAKDOWN = {
-    "read": (run_module, "load_rows"),
-    "check_rows": (run_module, "check_rows"),
+    "read": (sources.ParquetSource, "read"),
+    "check_rows": (validation.ValueChecks, "add"),
     "lengths": (prompts.PromptTemplate, "rendered_lengths"),
     "check_lengths": (run_module, "check_lengths"),
     "plan_chunks": (run_module, "plan_chunks"),
@@ -305,7 +302,7 @@ def case_prepare_text_staged(size: int, args: argparse.Namespace) -> dict[str, A
             validated_at = time.perf_counter()
             stage_all(run, prepared)
             staged_at = time.perf_counter()
-        files, staged = bucket_mib(s3, run.layout.root_key)
+        files, staged = bucket_mib(s3, f"{run.layout.root_key}/input/")
         expected = len(prepared.chunks)
         if files != expected:
             raise AssertionError(f"staged {files} files, expected {expected}")

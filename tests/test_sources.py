@@ -7,8 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bedrock_batch_nb import sources
 from bedrock_batch_nb.errors import BatchInputError
-from bedrock_batch_nb.sources import load_rows, parse_s3_uri
+from bedrock_batch_nb.sources import load_rows, open_source, parse_s3_uri
 
 
 @pytest.fixture
@@ -93,3 +94,90 @@ def test_parse_s3_uri() -> None:
     assert parse_s3_uri("s3://b/k/x.csv") == ("b", "k/x.csv")
     with pytest.raises(BatchInputError):
         parse_s3_uri("http://b/k")
+
+
+# ---- reading a record batch at a time ------------------------------------------------------
+
+
+@pytest.fixture
+def numbered(tmp_path: Path) -> Path:
+    """A Parquet file of 1,000 rows in row groups of 128, with a named string index."""
+    frame = pd.DataFrame(
+        {"text": [f"row {i}" for i in range(1000)], "n": range(1000)},
+        index=pd.Index([f"id{i}" for i in range(1000)], name="key"),
+    )
+    path = tmp_path / "numbered.parquet"
+    frame.to_parquet(path, row_group_size=128)
+    return path
+
+
+def test_parquet_is_read_in_batches_with_its_own_index(
+    numbered: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sources, "BATCH_ROWS", 100)
+    source = open_source(numbered)
+    assert isinstance(source, sources.ParquetSource)
+    assert (source.columns, source.num_rows) == (["text", "n"], 1000)
+    batches = list(source.batches(["text"], batch_rows=300))
+    assert [len(b) for b in batches] == [300, 300, 300, 100]
+    assert list(batches[1].columns) == ["text"]
+    assert batches[1].index[0] == "id300" and batches[1]["text"].iloc[-1] == "row 599"
+    whole = source.frame()
+    assert whole.index.name == "key" and list(whole["n"]) == list(range(1000))
+
+
+def test_parquet_reads_in_any_order_and_by_position(
+    numbered: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sources, "BATCH_ROWS", 100)
+    source = open_source(numbered, max_records_total=900)
+    assert source.num_rows == 900
+    # forward reads continue the open stream; a read behind it starts a new one
+    for start, stop in [(0, 50), (50, 420), (700, 1000), (10, 12), (130, 131)]:
+        part = source.read(start, stop)
+        assert list(part["n"]) == list(range(start, min(stop, 900)))
+        assert list(part.index) == [f"id{i}" for i in range(start, min(stop, 900))]
+    picked = source.take([899, 3, 450, 4, 3], ["text"])
+    assert list(picked["text"]) == ["row 899", "row 3", "row 450", "row 4", "row 3"]
+    assert list(picked.index) == ["id899", "id3", "id450", "id4", "id3"]
+
+
+def test_big_csv_and_jsonl_are_converted_a_block_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sources, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(sources, "STREAM_BLOCK_BYTES", 4096)
+    # numbers for the first rows, then text: the first block's types do not fit the rest
+    values = [str(i) for i in range(3000)] + ["many"] * 10
+    frame = pd.DataFrame({"topic": [f"t{i}" for i in range(len(values))], "count": values})
+    csv = tmp_path / "big.csv"
+    frame.to_csv(csv, index=False)
+    source = open_source(csv)
+    assert isinstance(source, sources.ParquetSource)
+    assert source.num_rows == len(values)
+    assert list(source.read(2999, 3010)["count"].astype(str)) == values[2999:]
+    jsonl = tmp_path / "big.jsonl"
+    frame.to_json(jsonl, orient="records", lines=True)
+    rows = open_source(jsonl).frame()
+    assert list(rows["topic"]) == list(frame["topic"])
+
+
+@pytest.mark.parametrize("kind", ["frame", "parquet", "hf"])
+def test_every_source_writes_itself_as_parquet(
+    kind: str, numbered: Path, frame: pd.DataFrame
+) -> None:
+    import datasets
+
+    data: object = {
+        "frame": frame,
+        "parquet": numbered,
+        "hf": datasets.Dataset.from_pandas(frame),
+    }[kind]
+    source = open_source(data)
+    with source.parquet_file() as path:
+        back = pd.read_parquet(path)
+    pd.testing.assert_frame_equal(
+        back.reset_index(drop=True), source.frame().reset_index(drop=True), check_dtype=False
+    )
+    if kind != "hf":
+        assert list(back.index) == list(source.index)

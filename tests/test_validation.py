@@ -159,3 +159,17 @@ def test_template_columns_must_hold_text_or_numbers() -> None:
     msg = problems_of(BatchRun(df, CLAUDE, "Joke about {topic} in {year} with {tags}"))
     assert "Column 'tags' holds values that are not text or numbers (list) in 149 row(s)" in msg
     assert "year" not in msg
+
+
+def test_value_checks_add_up_over_batches() -> None:
+    from bedrock_batch_nb.validation import ValueChecks
+
+    checks = ValueChecks(["topic"], templated=True)
+    for start in range(0, 1000, 100):  # ten batches, three empty rows in each
+        topics = [f"t{i}" for i in range(start, start + 100)]
+        topics[0], topics[50], topics[99] = None, " ", ["a list"]  # type: ignore[call-overload]
+        checks.add(pd.DataFrame({"topic": topics}, index=range(start, start + 100)))
+    problems = checks.problems()
+    assert len(problems) == 2
+    assert "(list) in 10 row(s): 99, 199, 299, 399, 499, and 5 more" in problems[0]
+    assert "empty or null in 20 row(s): 0, 50, 100, 150, 200, and 15 more" in problems[1]

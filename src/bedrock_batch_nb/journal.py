@@ -21,10 +21,10 @@ from pyarrow import ArrowException
 
 from .aws import error_code
 from .chunking import Chunk
-from .collecting import upload_parquet
 from .config import RunConfig
 from .errors import BatchInputError
 from .orchestrator import JobState, timestamp
+from .sources import RowSource, open_source
 from .staging import RunLayout
 
 VERSION = 1
@@ -132,21 +132,26 @@ def read(s3: Any, layout: RunLayout) -> dict[str, Any]:
     return state
 
 
-def write_rows(s3: Any, layout: RunLayout, rows: pd.DataFrame, **put: Any) -> str | None:
-    """Keep the input rows beside the jobs so that a resumed run can join results back.
+def write_rows(s3: Any, layout: RunLayout, rows: RowSource, **put: Any) -> str | None:
+    """Keep the input rows beside the jobs so that a resumed run can join results back
+    (a Parquet source is uploaded as it is; others are written a batch at a time).
     Returns a note when the rows cannot be stored as Parquet (resume then needs ``data=``)."""
     try:
-        upload_parquet(s3, rows, layout.bucket, rows_key(layout), put)
+        with rows.parquet_file() as path:
+            s3.upload_file(
+                path,
+                layout.bucket,
+                rows_key(layout),
+                ExtraArgs={"ContentType": "application/vnd.apache.parquet", **put},
+            )
     except (TypeError, ValueError, ArrowException) as exc:
         return f"Input rows not saved for resume ({type(exc).__name__}: {exc})."
     return None
 
 
-def read_rows(s3: Any, layout: RunLayout) -> pd.DataFrame:
-    import io
-
-    body = s3.get_object(Bucket=layout.bucket, Key=rows_key(layout))["Body"].read()
-    return pd.read_parquet(io.BytesIO(body))
+def open_rows(s3: Any, layout: RunLayout) -> RowSource:
+    """The rows :func:`write_rows` saved, downloaded and read a batch at a time."""
+    return open_source(f"s3://{layout.bucket}/{rows_key(layout)}", s3_client=s3)
 
 
 def list_runs(s3: Any, bucket: str, s3_prefix: str) -> pd.DataFrame:

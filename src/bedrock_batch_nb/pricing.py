@@ -102,11 +102,10 @@ class CostEstimate:
 
 def estimate(run: BatchRun, prices: dict[str, Price] | None = None) -> CostEstimate:
     """Estimate the tokens and cost of ``run`` (which must validate)."""
-    run.validate()
-    texts = run.texts(run.rows)
-    records = len(texts)
+    plan = run.validate()
+    records = plan.records
     system = run.system_prompt or ""
-    chars = int(texts.str.len().sum()) + records * len(system)
+    chars = plan.chars + records * len(system)
     kind = run.adapter.kind
     return CostEstimate(
         model_id=run.config.model_id,

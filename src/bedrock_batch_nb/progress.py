@@ -180,7 +180,7 @@ class RunProgress:
         self.file = file
         self.finished = False
         self._lock = threading.Lock()
-        total = len(run.rows)
+        total = run.source.num_rows
         self.widget: Any = None
         if self.widgets:
             import ipywidgets as w  # type: ignore[import-untyped]

@@ -1,10 +1,11 @@
 """The Python API: :class:`BatchRun` and :func:`run_batch`.
 
-A run goes: load rows → validate → render and build records → plan chunks (all in the
-caller's thread, so mistakes surface at once) → stage on S3 → submit and poll → collect →
-one DataFrame (in a background thread with its own asyncio loop, so ``start()`` returns at
-once in a notebook, a script or a test alike).  ``wait()`` blocks, ``await run`` awaits,
-``status()`` reports, ``stop()`` stops.
+A run goes: open the rows (:mod:`.sources`, read a record batch at a time) → validate and
+plan chunks (one pass over the batches) → render and build each job's records and stage
+them on S3 (a second pass, in order) → submit and poll → collect → one DataFrame (all in a
+background thread with its own asyncio loop, so ``start()`` returns at once in a notebook,
+a script or a test alike; ``validate()`` runs the first pass in the caller's thread).
+``wait()`` blocks, ``await run`` awaits, ``status()`` reports, ``stop()`` stops.
 """
 
 from __future__ import annotations
@@ -40,15 +41,14 @@ from .errors import BatchInputError, BatchRunError
 from .models import InferenceParams, ModelAdapter, ModelOutput, resolve_adapter
 from .orchestrator import PENDING, JobState, Orchestrator, RunStatus, SubmitSpec, crash_point
 from .prompts import PromptTemplate, get_prompt
-from .sources import load_rows, parse_s3_uri
+from .sources import RowSource, open_source, parse_s3_uri
 from .staging import RecordBuilder, RunLayout, put_jsonl, put_options
-from .validation import check_lengths, check_rows
+from .validation import ValueChecks, check_columns, check_index, check_lengths, check_rows
 
 Listener = Callable[[RunStatus], None]
 STAGE_CONCURRENCY = 8
-"""Jobs staged at once (uploads overlap)."""
-BUILD_CONCURRENCY = 2
-"""Jobs whose request lines are built at once (CPU work: more threads only contend)."""
+"""Jobs whose input files are held at once: one being built (in input order, one at a time:
+it is CPU work, and the rows are read in order), the others uploading."""
 
 
 def failure_hint(message: str | None) -> str:
@@ -77,10 +77,12 @@ class Prepared:
 
     The request lines themselves are built per job while it is staged, so a run never holds
     the whole rendered dataset.  ``sizes`` are the lines' estimated bytes (for planning
-    within the file-size limit; staging checks the real size)."""
+    within the file-size limit; staging checks the real size), ``chars`` the characters of
+    every text sent (for the cost estimate)."""
 
     chunks: list[Chunk]
     sizes: np.ndarray
+    chars: int
 
     @property
     def records(self) -> int:
@@ -118,7 +120,7 @@ class BatchRun:
         self.hf_split = hf_split
         self.run_id = run_id
         self._clients: Clients | None = None
-        self._rows: pd.DataFrame | None = None
+        self._source: RowSource | None = None
         self._prepared: Prepared | None = None
         self._layout: RunLayout | None = None
         self._listeners: list[Listener] = []
@@ -136,8 +138,10 @@ class BatchRun:
         """Why the run failed, once it has."""
         self._done_callbacks: list[Callable[[BatchRun], None]] = []
         self._done_lock = threading.Lock()
-        self._build_gate = threading.BoundedSemaphore(BUILD_CONCURRENCY)
         self._ended = False
+        self._journal_task: asyncio.Future[None] | None = None
+        self._journal_dirty = False
+        self._journal_phase = "staging"
 
     @classmethod
     def resume(
@@ -165,7 +169,7 @@ class BatchRun:
             config = config.with_options(**options)
         except TypeError as exc:
             raise BatchInputError(f"Unknown option: {exc}") from None
-        rows = data if data is not None else journal.read_rows(clients.s3, layout)
+        rows = data if data is not None else journal.open_rows(clients.s3, layout)
         run = cls.__new__(cls)
         run._setup(rows, config, run_id, None)
         run._clients = clients
@@ -217,17 +221,30 @@ class BatchRun:
         )
 
     @property
-    def rows(self) -> pd.DataFrame:
-        """The input rows (loaded on first use, capped by ``max_records_total``)."""
-        if self._rows is None:
+    def source(self) -> RowSource:
+        """The input rows, read a record batch at a time (opened on first use, capped by
+        ``max_records_total``)."""
+        if self._source is None:
             s3 = self.clients.s3 if isinstance(self.data, str) and "s3://" in self.data else None
-            self._rows = load_rows(
+            self._source = open_source(
                 self.data,
                 max_records_total=self.config.max_records_total,
                 hf_split=self.hf_split,
                 s3_client=s3,
             )
-        return self._rows
+        return self._source
+
+    @property
+    def rows(self) -> pd.DataFrame:
+        """Every input row as one DataFrame (read whole: for small data and the final join)."""
+        return self.source.frame()
+
+    @property
+    def text_columns(self) -> list[str]:
+        """The columns records are made of: the template's, or the embedded column."""
+        template = self.template
+        wanted = template.fields if template is not None else (self.config.input_text_column,)
+        return [c for c in wanted if c in self.source.columns]
 
     @property
     def layout(self) -> RunLayout:
@@ -260,14 +277,29 @@ class BatchRun:
         adapter = self.adapter  # raises UnknownModelError
         template = self.template  # raises on a bad template
         problems = list(adapter.validate_params(self.params, system=self.system_prompt))
-        problems += check_rows(self.rows, self.config, adapter, template)
+        source = self.source
+        column_problems, used = check_columns(source.columns, self.config, adapter, template)
+        problems += column_problems
+        values = ValueChecks(used, templated=template is not None)
+        parts: list[np.ndarray] = []
+        sample: pd.DataFrame | None = None
+        complete = len(used) == len(template.fields) if template is not None else bool(used)
+        if used or complete:  # (a template without placeholders still counts its rows)
+            for batch in source.batches(used or source.columns[:1]):
+                values.add(batch)
+                if complete:
+                    parts.append(self.text_lengths(batch).to_numpy(dtype=np.int64))
+                    if sample is None:
+                        sample = batch.iloc[:: max(1, len(batch) // 500)]
+        problems += values.problems() + check_index(source.index, self.config)
         if problems:
             raise BatchInputError(problems)
-        lengths = self.text_lengths(self.rows)
+        lengths = pd.Series(np.concatenate(parts), index=source.index, copy=False)
         problems = check_lengths(lengths, adapter)
         if problems:
             raise BatchInputError(problems)
-        sizes = self._estimate_line_bytes(lengths)
+        assert sample is not None
+        sizes = self._estimate_line_bytes(lengths, sample)
         c = self.config
         chunks = plan_chunks(
             len(sizes),
@@ -277,7 +309,7 @@ class BatchRun:
             record_bytes=sizes,
             max_file_bytes=c.max_input_file_bytes,
         )
-        return Prepared(chunks=chunks, sizes=sizes)
+        return Prepared(chunks=chunks, sizes=sizes, chars=int(lengths.sum()))
 
     def text_lengths(self, rows: pd.DataFrame) -> pd.Series:
         """Characters of the text sent for each row, without rendering it."""
@@ -286,12 +318,12 @@ class BatchRun:
             return template.rendered_lengths(rows)
         return rows[self.config.input_text_column].astype(str).str.len().astype("int64")
 
-    def _estimate_line_bytes(self, lengths: pd.Series) -> np.ndarray:
+    def _estimate_line_bytes(self, lengths: pd.Series, sample: pd.DataFrame) -> np.ndarray:
         """Each record line's bytes: a fixed part plus the text's characters times the
-        bytes per character (escapes, UTF-8) measured on a sample, with 10% to spare."""
+        bytes per character (escapes, UTF-8) measured on a sample of rows, with 10% to
+        spare."""
         builder = self._builder()
         fixed = len(builder.body([""], [0]))
-        sample = self.rows.iloc[:: max(1, len(self.rows) // 500)]
         texts = self.texts(sample).tolist()
         chars = sum(len(t) for t in texts)
         sample_bytes = len(builder.body(texts, range(len(texts))))
@@ -307,9 +339,9 @@ class BatchRun:
 
     def _texts_at(self, positions: range | list[int]) -> list[str]:
         if isinstance(positions, range):
-            rows = self.rows.iloc[positions.start : positions.stop]
+            rows = self.source.read(positions.start, positions.stop, self.text_columns)
         else:
-            rows = self.rows.iloc[positions]
+            rows = self.source.take(positions, self.text_columns)
         texts: list[str] = self.texts(rows).tolist()
         return texts
 
@@ -323,7 +355,7 @@ class BatchRun:
         model's on-demand answers (``bedrock-runtime``, same body, same parser)."""
         adapter = self.adapter
         template = self.template
-        sample = self.rows.iloc[:n]
+        sample = self.source.head(n)
         problems = [
             p
             for p in check_rows(sample, self.config, adapter, template)
@@ -459,16 +491,14 @@ class BatchRun:
 
     async def _main(self, clients: Clients, spec: SubmitSpec, prepared: Prepared) -> pd.DataFrame:
         self._loop = asyncio.get_running_loop()
-        self._journal_task: asyncio.Future[None] | None = None
-        self._journal_dirty = False
-        self._journal_phase = "staging"
-        results = Results(len(self.rows), self.adapter)
+        self._journal_task = None
+        results = Results(self.source.num_rows, self.adapter)
         c = self.config
 
         if not self._resumed:
             self._publish("staging", note="Saving the input rows beside the jobs (for resume).")
             note = await asyncio.to_thread(
-                journal.write_rows, clients.s3, self.layout, self.rows, **self._put
+                journal.write_rows, clients.s3, self.layout, self.source, **self._put
             )
             if note:
                 self._publish(None, note=note)
@@ -514,7 +544,7 @@ class BatchRun:
         for job in self._jobs:
             if job.status == PENDING:
                 results.mark_unanswered(job.rows(), "Not submitted: the run was stopped.")
-        frame = results.to_frame(self.rows)
+        frame = results.to_frame(self.source.frame())
         note = await asyncio.to_thread(self._write_results, clients, frame)
         if failure is not None:
             self.result = frame
@@ -531,34 +561,46 @@ class BatchRun:
         return frame
 
     async def _stage(self, clients: Clients, jobs: list[JobState], point: str | None) -> None:
-        """Build each job's record lines and upload them, a few jobs at a time (so that
-        memory holds a few jobs' lines, not the dataset's), kicking the orchestrator as
-        each one lands."""
+        """Build each job's input file, in input order and one at a time (the rows are read
+        in one pass), and upload it while the next is built; at most
+        ``STAGE_CONCURRENCY`` files are held at once, so memory holds a few jobs' lines, not
+        the dataset's.  The orchestrator is kicked as each one lands."""
         gate = asyncio.Semaphore(STAGE_CONCURRENCY)
 
-        async def stage(job: JobState) -> None:
-            async with gate:
-                await asyncio.to_thread(self._stage_job, clients, job)
+        async def upload(job: JobState, body: bytes) -> None:
+            try:
+                await asyncio.to_thread(self._put_job, clients, job, body)
+            finally:
+                gate.release()
             crash_point("staging")
             job.staged = True
             if self._orchestrator is not None:
                 self._orchestrator.kick()
 
-        await asyncio.gather(*(stage(job) for job in jobs))
+        uploads: list[asyncio.Future[None]] = []
+        try:
+            for job in jobs:
+                await gate.acquire()
+                if any(u.done() and u.exception() for u in uploads):
+                    break
+                body = await asyncio.to_thread(self._job_body, job)
+                uploads.append(asyncio.ensure_future(upload(job, body)))
+        finally:
+            await asyncio.gather(*uploads)
         if point is not None:
             crash_point(point)
         await self._save_journal(clients, "running")
 
-    def _stage_job(self, clients: Clients, job: JobState) -> None:
-        # Building lines is CPU work under the GIL: a couple of threads at a time, so that
-        # the caller's event loop is not starved; the uploads overlap freely.
-        with self._build_gate:
-            body = self.record_body(job.rows())
+    def _job_body(self, job: JobState) -> bytes:
+        body = self.record_body(job.rows())
         if len(body) > self.config.max_input_file_bytes:
             raise BatchRunError(
                 f"Job {job.name}'s input is {len(body):,} bytes, over max_input_file_bytes="
                 f"{self.config.max_input_file_bytes:,}: lower max_records_per_job."
             )
+        return body
+
+    def _put_job(self, clients: Clients, job: JobState, body: bytes) -> None:
         bucket, key = job.input_uri[len("s3://") :].split("/", 1)
         put_jsonl(
             clients.s3,
@@ -568,6 +610,10 @@ class BatchRun:
             kms_key_id=self.config.kms_key_id,
             bucket_owner=self.config.s3_bucket_owner,
         )
+
+    def _stage_job(self, clients: Clients, job: JobState) -> None:
+        """Build and upload one job's input file (what ``_stage`` does for each job)."""
+        self._put_job(clients, job, self._job_body(job))
 
     def _retry_jobs(self, todo: np.ndarray, attempt: int, prepared: Prepared) -> list[JobState]:
         c = self.config
@@ -654,7 +700,7 @@ class BatchRun:
         gate = asyncio.Semaphore(4)
 
         async def one(pos: int) -> None:
-            text = self.texts(self.rows.iloc[[pos]]).iloc[0]
+            text = self.texts(self.source.take([pos], self.text_columns)).iloc[0]
             async with gate:
                 value = await asyncio.to_thread(self._invoke_raw, builder, str(text))
             if isinstance(value, str):
@@ -695,7 +741,7 @@ class BatchRun:
                 "run_id": self.run_id,
                 "created_at": self._created_at,
                 "phase": self._journal_phase,
-                "records": len(self.rows),
+                "records": self.source.num_rows,
                 "config": journal.config_to_dict(self.config),
                 "jobs": [journal.job_to_dict(j) for j in self._jobs],
             }
@@ -782,7 +828,7 @@ class BatchRun:
         self._status = RunStatus(
             run_id=self.run_id,
             phase=phase or old.phase,
-            total_records=len(self._rows) if self._rows is not None else 0,
+            total_records=self._source.num_rows if self._source is not None else 0,
             jobs=tuple(replace(j) for j in self._jobs),
             started_at=time.time() if started else old.started_at,
             finished_at=time.time() if finished else old.finished_at,
@@ -804,6 +850,8 @@ class RunPlan:
         self._prepared = run._prepared
         self.run_id = run.run_id
         self.records = run._prepared.records
+        self.chars = run._prepared.chars
+        """Characters of every text sent (rendered prompts or texts to embed)."""
         self.jobs = len(run._prepared.chunks)
 
     def frame(self) -> pd.DataFrame:

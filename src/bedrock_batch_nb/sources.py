@@ -1,16 +1,27 @@
 """Where the rows come from: a DataFrame, a CSV/Parquet/JSONL file (local or ``s3://``),
 or a Hugging Face dataset (``hf://<id>[:<split>]`` or a ``datasets.Dataset``).
 
-Everything becomes a pandas DataFrame whose index and column order are the user's.
+Every source becomes a :class:`RowSource`: its columns, its number of rows, its row labels,
+and its rows read a record batch at a time as small DataFrames (``batches``, ``read``,
+``take``), so that a run never holds the whole dataset.  Parquet is read with pyarrow's
+batch reader straight from the file; CSV and JSONL files over ``STREAM_MIN_BYTES`` are
+converted once, a block at a time, to a local Parquet file; an ``s3://`` object is first
+downloaded to a local file; a Hugging Face dataset is its own memory-mapped Arrow table.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -28,6 +39,12 @@ FORMATS = {
     ".ndjson": "jsonl",
     ".json": "jsonl",
 }
+BATCH_ROWS = 50_000
+"""Rows per record batch when a source is read in full."""
+STREAM_MIN_BYTES = 64 * 2**20
+"""CSV and JSONL files at least this big are converted to Parquet a block at a time."""
+STREAM_BLOCK_BYTES = 16 * 2**20
+"""Bytes per block when a CSV or JSONL file is converted."""
 
 
 def describe_source(data: Any) -> str:
@@ -47,23 +64,262 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
-def load_rows(
+class RowSource:
+    """A dataset's rows, read a record batch at a time.
+
+    ``columns`` are the data columns (not the index), ``num_rows`` the rows kept (after
+    ``max_records_total``), ``index`` their labels: the DataFrame's own, or positions.
+    Every read returns a DataFrame labelled with ``index``; ``columns=None`` reads all."""
+
+    columns: list[str]
+    num_rows: int
+
+    @property
+    def index(self) -> pd.Index:
+        index: pd.Index = pd.RangeIndex(self.num_rows)
+        return index
+
+    def batches(
+        self, columns: Sequence[str] | None = None, batch_rows: int = BATCH_ROWS
+    ) -> Iterator[pd.DataFrame]:
+        """Every row, in order, ``batch_rows`` at a time."""
+        for start in range(0, self.num_rows, batch_rows):
+            yield self.read(start, min(start + batch_rows, self.num_rows), columns)
+
+    def read(self, start: int, stop: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Rows ``start`` to ``stop`` (positions)."""
+        raise NotImplementedError
+
+    def take(self, positions: Sequence[int], columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The rows at ``positions`` (in that order)."""
+        raise NotImplementedError
+
+    def head(self, n: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        return self.read(0, min(n, self.num_rows), columns)
+
+    def frame(self) -> pd.DataFrame:
+        """Every row and column as one DataFrame (what a finished run joins its results to)."""
+        return self.read(0, self.num_rows)
+
+    @contextlib.contextmanager
+    def parquet_file(self) -> Iterator[str]:
+        """A local Parquet file of every row (with the index), for as long as the block runs."""
+        with tempfile.TemporaryDirectory(prefix="bedrock-batch-") as folder:
+            path = os.path.join(folder, "rows.parquet")
+            self._write_parquet(path)
+            yield path
+
+    def _write_parquet(self, path: str) -> None:
+        writer: pq.ParquetWriter | None = None
+        try:
+            for batch in self.batches():
+                table = pa.Table.from_pandas(
+                    batch, schema=writer.schema if writer else None, preserve_index=None
+                )
+                if writer is None:
+                    writer = pq.ParquetWriter(path, table.schema)
+                writer.write_table(table)
+        finally:
+            if writer is not None:
+                writer.close()
+
+
+class FrameSource(RowSource):
+    """A DataFrame the caller already holds: reads are views of it."""
+
+    def __init__(self, frame: pd.DataFrame, limit: int | None = None) -> None:
+        self._frame = frame if limit is None else frame.iloc[:limit]
+        self.columns = [str(c) for c in self._frame.columns]
+        self.num_rows = len(self._frame)
+
+    @property
+    def index(self) -> pd.Index:
+        return self._frame.index
+
+    def _cols(self, columns: Sequence[str] | None) -> pd.DataFrame:
+        if columns is None:
+            return self._frame
+        picked: pd.DataFrame = self._frame[[c for c in self._frame.columns if str(c) in columns]]
+        return picked
+
+    def read(self, start: int, stop: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        rows: pd.DataFrame = self._cols(columns).iloc[start:stop]
+        return rows
+
+    def take(self, positions: Sequence[int], columns: Sequence[str] | None = None) -> pd.DataFrame:
+        rows: pd.DataFrame = self._cols(columns).iloc[list(positions)]
+        return rows
+
+    def frame(self) -> pd.DataFrame:
+        return self._frame
+
+    def _write_parquet(self, path: str) -> None:
+        from .collecting import write_parquet
+
+        write_parquet(self._frame, path)
+
+
+def _to_pandas(table: pa.Table | pa.RecordBatch, labels: pd.Index) -> pd.DataFrame:
+    frame: pd.DataFrame = table.to_pandas()
+    frame.index = labels
+    return frame
+
+
+class TableSource(RowSource):
+    """An Arrow table (a Hugging Face dataset's memory-mapped table, or a small file read
+    whole): reads are zero-copy slices turned into DataFrames."""
+
+    def __init__(self, table: pa.Table, limit: int | None = None) -> None:
+        self._table = table if limit is None else table.slice(0, limit)
+        self.columns = list(self._table.column_names)
+        self.num_rows = self._table.num_rows
+
+    def _select(self, columns: Sequence[str] | None) -> pa.Table:
+        if columns is None:
+            return self._table
+        return self._table.select([c for c in self.columns if c in columns])
+
+    def read(self, start: int, stop: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        part = self._select(columns).slice(start, max(0, stop - start))
+        return _to_pandas(part, pd.RangeIndex(start, start + part.num_rows))
+
+    def take(self, positions: Sequence[int], columns: Sequence[str] | None = None) -> pd.DataFrame:
+        picked = np.asarray(positions, dtype=np.int64)
+        return _to_pandas(self._select(columns).take(picked), pd.Index(picked))
+
+    def _write_parquet(self, path: str) -> None:
+        pq.write_table(self._table, path, row_group_size=BATCH_ROWS)
+
+
+class ParquetSource(RowSource):
+    """A local Parquet file read with pyarrow's batch reader.
+
+    Reads in increasing order (how jobs are staged) continue one open batch stream; a read
+    behind it starts a new stream at the row group that holds its first row."""
+
+    def __init__(self, path: str, limit: int | None = None, *, keep: Any = None) -> None:
+        self.path = path
+        self._keep = keep  # what must live as long as the source (a temporary file)
+        # Without pre-buffering: with it, the reader keeps every column chunk it has read
+        # until the file is closed, and memory grows with the file.
+        self._file = pq.ParquetFile(path, pre_buffer=False)
+        meta = self._file.metadata
+        schema = self._file.schema_arrow
+        pandas_meta = schema.pandas_metadata or {}
+        stored = [c for c in pandas_meta.get("index_columns", []) if isinstance(c, str)]
+        self.columns = [c for c in schema.names if c not in stored]
+        self.num_rows = meta.num_rows if limit is None else min(limit, meta.num_rows)
+        self._group_starts = np.cumsum(
+            [0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        )
+        self._index: pd.Index = pd.RangeIndex(self.num_rows)
+        if stored:  # a DataFrame's own index, saved with it (e.g. a resumed run's rows)
+            labels = pq.read_table(path, columns=stored).to_pandas().index
+            self._index = labels[: self.num_rows]
+        self._lock = threading.Lock()
+        self._stream: Iterator[pa.RecordBatch] | None = None
+        self._stream_key: tuple[str, ...] | None = None
+        self._pos = 0  # position of the first row of self._pending
+        self._pending: pa.RecordBatch | None = None
+
+    @property
+    def index(self) -> pd.Index:
+        return self._index
+
+    def _names(self, columns: Sequence[str] | None) -> list[str]:
+        return self.columns if columns is None else [c for c in self.columns if c in columns]
+
+    def _open(self, start: int, names: list[str]) -> None:
+        group = int(np.searchsorted(self._group_starts, start, side="right")) - 1
+        groups = list(range(group, self._file.metadata.num_row_groups))
+        self._stream = iter(
+            self._file.iter_batches(batch_size=BATCH_ROWS, row_groups=groups, columns=names)
+        )
+        self._stream_key = tuple(names)
+        self._pos = int(self._group_starts[group])
+        self._pending = None
+
+    def _next(self) -> pa.RecordBatch | None:
+        if self._pending is None:
+            assert self._stream is not None
+            self._pending = next(self._stream, None)
+        return self._pending
+
+    def _arrow(self, start: int, stop: int, names: list[str]) -> pa.Table:
+        """Rows ``start`` to ``stop`` of ``names`` as an Arrow table, from the open stream."""
+        with self._lock:
+            if self._stream is None or self._stream_key != tuple(names) or start < self._pos:
+                self._open(start, names)
+            parts: list[pa.RecordBatch] = []
+            while self._pos < stop:
+                batch = self._next()
+                if batch is None:
+                    break
+                end = self._pos + batch.num_rows
+                if end <= start:  # wholly before the read: skip it
+                    self._pos, self._pending = end, None
+                    continue
+                lo, hi = max(start - self._pos, 0), min(stop, end) - self._pos
+                parts.append(batch.slice(lo, hi - lo))
+                if end <= stop:
+                    self._pos, self._pending = end, None
+                else:  # the rest of this batch belongs to the next read
+                    break
+            schema = self._file.schema_arrow
+            return pa.Table.from_batches(parts, schema=pa.schema([schema.field(n) for n in names]))
+
+    def read(self, start: int, stop: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        stop = min(stop, self.num_rows)
+        table = self._arrow(start, stop, self._names(columns))
+        return _to_pandas(table, self._index[start:stop])
+
+    def take(self, positions: Sequence[int], columns: Sequence[str] | None = None) -> pd.DataFrame:
+        picked = np.asarray(positions, dtype=np.int64)
+        names = self._names(columns)
+        parts: list[pa.Table] = []
+        order = np.argsort(picked, kind="stable")
+        ordered = picked[order]
+        start = 0  # read in file order, a batch's span at a time
+        while start < len(ordered):
+            first = int(ordered[start])
+            stop_at = int(np.searchsorted(ordered, first + BATCH_ROWS, side="left"))
+            chunk = ordered[start:stop_at]
+            table = self._arrow(first, int(chunk[-1]) + 1, names)
+            parts.append(table.take(chunk - first))
+            start = stop_at
+        schema = self._file.schema_arrow
+        whole = (
+            pa.concat_tables(parts)
+            if parts
+            else pa.schema([schema.field(n) for n in names]).empty_table()
+        )
+        back = np.empty_like(order)
+        back[order] = np.arange(len(order))
+        result = whole.take(back)
+        return _to_pandas(result, self._index[picked])
+
+    @contextlib.contextmanager
+    def parquet_file(self) -> Iterator[str]:
+        if self.num_rows == self._file.metadata.num_rows:  # the file itself, as it is
+            yield self.path
+        else:
+            with super().parquet_file() as path:
+                yield path
+
+
+def open_source(
     data: Any,
     *,
     max_records_total: int | None = None,
     hf_split: str | None = None,
     s3_client: Any = None,
-) -> pd.DataFrame:
-    """Load ``data`` as a DataFrame, keeping at most ``max_records_total`` rows."""
-    frame = _load(data, hf_split=hf_split, s3_client=s3_client, limit=max_records_total)
-    if max_records_total is not None:
-        frame = frame.iloc[:max_records_total]
-    return frame
-
-
-def _load(data: Any, *, hf_split: str | None, s3_client: Any, limit: int | None) -> pd.DataFrame:
-    if isinstance(data, pd.DataFrame):
+) -> RowSource:
+    """A :class:`RowSource` over ``data``, keeping at most ``max_records_total`` rows."""
+    limit = max_records_total
+    if isinstance(data, RowSource):
         return data
+    if isinstance(data, pd.DataFrame):
+        return FrameSource(data, limit)
     if _is_hf_dataset(data):
         return _from_hf_dataset(data, limit)
     if isinstance(data, os.PathLike):
@@ -77,22 +333,57 @@ def _load(data: Any, *, hf_split: str | None, s3_client: Any, limit: int | None)
     if data.startswith("hf://"):
         return _from_hf_id(data[len("hf://") :], hf_split, limit)
     if data.startswith("s3://"):
-        bucket, key = parse_s3_uri(data)
+        parse_s3_uri(data)
         fmt = _format_of(data)
-        if s3_client is None:
-            import boto3
-
-            s3_client = boto3.client("s3")
-        try:
-            body = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
-        except Exception as exc:  # botocore ClientError: NoSuchKey, AccessDenied, ...
-            raise BatchInputError(f"Cannot read {data}: {_short(exc)}") from exc
-        return _read_table(pa.BufferReader(body), fmt, data)
+        local = _download(data, s3_client)
+        return _from_file(local.name, fmt, data, limit, keep=local)
     fmt = _format_of(data)
     path = Path(data).expanduser()
     if not path.is_file():
         raise BatchInputError(f"No such file: {data}")
-    return _read_table(str(path), fmt, data)
+    return _from_file(str(path), fmt, data, limit)
+
+
+def load_rows(
+    data: Any,
+    *,
+    max_records_total: int | None = None,
+    hf_split: str | None = None,
+    s3_client: Any = None,
+) -> pd.DataFrame:
+    """Load ``data`` whole as a DataFrame, keeping at most ``max_records_total`` rows."""
+    source = open_source(
+        data, max_records_total=max_records_total, hf_split=hf_split, s3_client=s3_client
+    )
+    return source.frame()
+
+
+class _TempFile:
+    """A temporary file deleted when the source that holds it is collected."""
+
+    def __init__(self, suffix: str) -> None:
+        fd, self.name = tempfile.mkstemp(prefix="bedrock-batch-", suffix=suffix)
+        os.close(fd)
+        self._finalizer = weakref.finalize(self, _unlink, self.name)
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _download(uri: str, s3_client: Any) -> _TempFile:
+    bucket, key = parse_s3_uri(uri)
+    if s3_client is None:
+        import boto3
+
+        s3_client = boto3.client("s3")
+    local = _TempFile(suffix=os.path.splitext(key)[1] or ".data")
+    try:  # a managed download: multipart, straight to disk
+        s3_client.download_file(bucket, key, local.name)
+    except Exception as exc:  # botocore ClientError: 404, 403, ...
+        raise BatchInputError(f"Cannot read {uri}: {_short(exc)}") from exc
+    return local
 
 
 def _format_of(name: str) -> str:
@@ -107,21 +398,70 @@ def _format_of(name: str) -> str:
     return FORMATS[ext]
 
 
-def _read_table(source: Any, fmt: str, name: str) -> pd.DataFrame:
+def _csv_options(fmt: str) -> dict[str, Any]:
+    return {
+        "parse_options": pa_csv.ParseOptions(delimiter="\t" if fmt == "tsv" else ","),
+        # Keep text as text: no "NA"/"null" strings turned into nulls except empty cells.
+        "convert_options": pa_csv.ConvertOptions(strings_can_be_null=True, null_values=[""]),
+    }
+
+
+def _from_file(path: str, fmt: str, name: str, limit: int | None, keep: Any = None) -> RowSource:
     try:
         if fmt == "parquet":
-            table = pq.read_table(source)
-        elif fmt in ("csv", "tsv"):
-            parse = pa_csv.ParseOptions(delimiter="\t" if fmt == "tsv" else ",")
-            # Keep text as text: no "NA"/"null" strings turned into nulls except empty cells.
-            convert = pa_csv.ConvertOptions(strings_can_be_null=True, null_values=[""])
-            table = pa_csv.read_csv(source, parse_options=parse, convert_options=convert)
-        else:
-            table = pa_json.read_json(source)
+            return ParquetSource(path, limit, keep=keep)
+        if os.path.getsize(path) < STREAM_MIN_BYTES:
+            if fmt in ("csv", "tsv"):
+                table = pa_csv.read_csv(path, **_csv_options(fmt))
+            else:
+                table = pa_json.read_json(path)
+            return TableSource(table, limit)
+        converted = _TempFile(suffix=".parquet")
+        _convert_to_parquet(path, fmt, converted.name)
+        return ParquetSource(converted.name, limit, keep=converted)
     except (pa.ArrowInvalid, OSError) as exc:
         raise BatchInputError(f"Cannot read {name} as {fmt}: {_short(exc)}") from exc
-    frame: pd.DataFrame = table.to_pandas()
-    return frame
+
+
+def _convert_to_parquet(path: str, fmt: str, target: str) -> None:
+    """Write a big CSV/JSONL file as Parquet a block at a time (bounded memory).
+
+    Column types come from the first block; when a later block does not fit them (a
+    column of numbers with text further down), CSV columns are read again as text."""
+    try:
+        _stream_to_parquet(path, fmt, target, as_text=False)
+    except pa.ArrowInvalid:
+        if fmt == "jsonl":
+            raise
+        _stream_to_parquet(path, fmt, target, as_text=True)
+
+
+def _stream_to_parquet(path: str, fmt: str, target: str, *, as_text: bool) -> None:
+    reader: Any
+    if fmt == "jsonl":
+        reader = pa_json.open_json(
+            path, read_options=pa_json.ReadOptions(block_size=STREAM_BLOCK_BYTES)
+        )
+    else:
+        options = _csv_options(fmt)
+        if as_text:
+            probe = pa_csv.open_csv(
+                path,
+                read_options=pa_csv.ReadOptions(block_size=STREAM_BLOCK_BYTES),
+                parse_options=options["parse_options"],
+            )
+            names = probe.schema.names
+            options["convert_options"] = pa_csv.ConvertOptions(
+                strings_can_be_null=True,
+                null_values=[""],
+                column_types={n: pa.string() for n in names},
+            )
+        reader = pa_csv.open_csv(
+            path, read_options=pa_csv.ReadOptions(block_size=STREAM_BLOCK_BYTES), **options
+        )
+    with pq.ParquetWriter(target, reader.schema) as writer:
+        for batch in reader:
+            writer.write_batch(batch)
 
 
 def _is_hf_dataset(data: Any) -> bool:
@@ -129,15 +469,15 @@ def _is_hf_dataset(data: Any) -> bool:
     return module.startswith("datasets.") and hasattr(data, "to_pandas")
 
 
-def _from_hf_dataset(data: Any, limit: int | None) -> pd.DataFrame:
+def _from_hf_dataset(data: Any, limit: int | None) -> RowSource:
     if limit is not None and limit < len(data):
         data = data.select(range(limit))
-    frame = data.to_pandas()
-    assert isinstance(frame, pd.DataFrame)
-    return frame
+    table = data.with_format("arrow")[:]  # the memory-mapped table (a view, not a copy)
+    assert isinstance(table, pa.Table)
+    return TableSource(table)
 
 
-def _from_hf_id(spec: str, hf_split: str | None, limit: int | None) -> pd.DataFrame:
+def _from_hf_id(spec: str, hf_split: str | None, limit: int | None) -> RowSource:
     """``hf://<dataset id or local folder>[:<split>]`` through ``datasets.load_dataset``."""
     dataset_id, _, split_in_uri = spec.rpartition(":")
     if not dataset_id:

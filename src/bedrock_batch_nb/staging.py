@@ -17,10 +17,14 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring
 from typing import Any
 
+import numpy as np
+
 from .chunking import Chunk
 from .models import InferenceParams, ModelAdapter
 
 RECORD_ID_PREFIX = "R"
+_ID_DIGITS = 10
+_POWERS = 10 ** np.arange(_ID_DIGITS - 1, -1, -1, dtype=np.int64)
 _MARKER = "@@bedrock-batch-nb:text@@"
 
 
@@ -122,19 +126,55 @@ class RecordBuilder:
         ]
 
     def body(self, texts: Iterable[str], positions: Iterable[int]) -> bytes:
-        """The JSONL file of these records: the same bytes as ``jsonl_body(lines(...))``,
-        built in one join (no line strings in between: about half the copying)."""
+        """The JSONL file of these records: the same bytes as ``jsonl_body(lines(...))``.
+
+        The texts are escaped all at once: joined with NUL bytes, encoded, and the five
+        characters JSON escapes in ordinary text (quote, backslash, newline, carriage
+        return, tab) replaced over the whole buffer; each NUL then becomes the end of one
+        record and the start of the next, whose ten-digit id is written in place with
+        numpy.  Texts with other control characters take the per-record path."""
         if self._parts is None:
             return jsonl_body(self.lines(texts, positions))
+        texts = texts if isinstance(texts, list) else list(texts)
+        ids = np.fromiter(positions, dtype=np.int64, count=len(texts))
+        if not texts:
+            return b""
         head, tail = self._parts
-        # Pieces are encoded one by one and joined as bytes: a text with one non-ASCII
-        # character then costs its own encoding, not a wide copy of the whole file.
         start = f'{{"recordId":"{RECORD_ID_PREFIX}'.encode()
         mid = f'","modelInput":{head}'.encode()
         end = f"{tail}}}\n".encode()
+        joined = "\x00".join(texts).encode("utf-8")
+        controls = np.frombuffer(joined, dtype=np.uint8)
+        controls = controls[controls < 0x20]
+        if np.count_nonzero(controls == 0) != len(texts) - 1 or np.count_nonzero(
+            (controls != 0) & (controls != 0x09) & (controls != 0x0A) & (controls != 0x0D)
+        ):
+            return self._body_per_record(texts, ids, start, mid, end)
+        escaped = (
+            joined.replace(b"\\", b"\\\\")
+            .replace(b'"', b'\\"')
+            .replace(b"\n", b"\\n")
+            .replace(b"\r", b"\\r")
+            .replace(b"\t", b"\\t")
+        )
+        blank_id = b"\x00" * _ID_DIGITS
+        out = bytearray(start + blank_id + mid)
+        out += escaped.replace(b"\x00", end + start + blank_id + mid)
+        out += end
+        buffer = np.frombuffer(out, dtype=np.uint8)
+        holes = np.flatnonzero(buffer == 0)
+        if len(holes) != _ID_DIGITS * len(texts) or (ids >= 10**_ID_DIGITS).any():
+            return self._body_per_record(texts, ids, start, mid, end)
+        buffer[holes] = (ids[:, None] // _POWERS % 10 + ord("0")).astype(np.uint8).ravel()
+        return bytes(out)
+
+    @staticmethod
+    def _body_per_record(
+        texts: list[str], ids: np.ndarray, start: bytes, mid: bytes, end: bytes
+    ) -> bytes:
         parts: list[bytes] = []
         add = parts.append
-        for t, p in zip(texts, positions, strict=True):
+        for t, p in zip(texts, ids.tolist(), strict=True):
             add(start + b"%010d" % p)
             add(mid)
             add(encode_basestring(t)[1:-1].encode("utf-8"))

@@ -28,33 +28,54 @@ def _rows_named(index: pd.Index, mask: Any) -> str:
     return f"{text}, and {more:,} more" if more > 0 else text
 
 
-def check_rows(
-    rows: pd.DataFrame,
+class _Count:
+    """Rows that have one problem: how many, the first few labels, what kinds of value."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.labels: list[Any] = []
+        self.kinds: set[str] = set()
+
+    def add(self, index: pd.Index, mask: np.ndarray, values: pd.Series | None = None) -> None:
+        hits = int(mask.sum())
+        if not hits:
+            return
+        self.count += hits
+        if len(self.labels) < _SHOW:
+            self.labels += list(index[mask][: _SHOW - len(self.labels)])
+        if values is not None:
+            self.kinds |= {type(v).__name__ for v in values[mask]}
+
+    def named(self) -> str:
+        text = ", ".join(repr(label) for label in self.labels)
+        more = self.count - len(self.labels)
+        return f"{text}, and {more:,} more" if more > 0 else text
+
+
+def check_columns(
+    columns: Sequence[str],
     config: RunConfig,
     adapter: ModelAdapter,
     template: PromptTemplate | None,
-) -> list[str]:
-    """Problems with the rows for this model and template (empty when all is well)."""
+) -> tuple[list[str], list[str]]:
+    """Problems with the data's columns for this model and template, and the columns the
+    records are made of."""
     problems: list[str] = []
-    columns = [str(c) for c in rows.columns]
     if adapter.kind == "text" and template is None:
         problems.append(
             f"{config.model_id} is a text model: give a prompt template (prompt='... {{column}} "
             "...') or a registered prompt_id."
         )
-    used: Sequence[str]
+    used: list[str] = []
     if template is not None:
-        used = template.fields
-        missing = [f for f in used if f not in columns]
+        missing = [f for f in template.fields if f not in columns]
         if missing:
             problems.append(
                 f"The prompt uses column(s) {', '.join(map(repr, missing))} that the data does "
                 f"not have. Columns available: {', '.join(map(repr, columns))}."
             )
-            used = [f for f in used if f in columns]
-    else:
-        used = []
-    if adapter.kind == "embedding" and template is None:
+        used = [f for f in template.fields if f in columns]
+    elif adapter.kind == "embedding":
         col = config.input_text_column
         if col not in columns:
             problems.append(
@@ -63,55 +84,94 @@ def check_rows(
             )
         else:
             used = [col]
-            values = rows[col]
-            not_text = values.notna() & ~values.map(lambda v: isinstance(v, str))
-            if not_text.any():
-                problems.append(
-                    f"Column {col!r} must hold text; {int(not_text.sum()):,} row(s) hold other "
-                    f"values: {_rows_named(rows.index, not_text.to_numpy())}."
-                )
-    if template is not None:
-        for col in used:
-            values = rows[col]
-            if values.dtype != object:
-                continue
-            odd = values.map(lambda v: v is not None and not isinstance(v, _SCALARS)).to_numpy(
-                dtype=bool
-            )
-            if odd.any():
-                kinds = sorted({type(v).__name__ for v in values[odd]})
-                problems.append(
-                    f"Column {col!r} holds values that are not text or numbers "
-                    f"({', '.join(kinds)}) in {int(odd.sum()):,} row(s): "
-                    f"{_rows_named(rows.index, odd)}. Turn them into text first."
-                )
-    for col in used:
-        values = rows[col]
-        empty = values.isna() | (values.astype(str).str.strip() == "")
-        if empty.any():
-            problems.append(
-                f"Column {col!r} is empty or null in {int(empty.sum()):,} row(s): "
-                f"{_rows_named(rows.index, empty.to_numpy())}. Fill or drop them first."
-            )
     clash = [c for c in RESULT_COLUMNS if c in columns]
     if clash:
         problems.append(
             f"The data already has column(s) {', '.join(map(repr, clash))}, which the results "
             "would overwrite: rename them first."
         )
-    if rows.index.has_duplicates:
-        dup = rows.index.duplicated(keep=False)
+    return problems, used
+
+
+class ValueChecks:
+    """The values of the columns records are made of, checked a batch of rows at a time:
+    text where text is embedded, text or numbers where a template puts them, nothing
+    empty.  :meth:`problems` reports each kind once, over every batch."""
+
+    def __init__(self, used: Sequence[str], *, templated: bool) -> None:
+        self.used = list(used)
+        self.templated = templated
+        self._not_text = {c: _Count() for c in self.used}
+        self._odd = {c: _Count() for c in self.used}
+        self._empty = {c: _Count() for c in self.used}
+
+    def add(self, rows: pd.DataFrame) -> None:
+        for col in self.used:
+            values = rows[col]
+            if not self.templated:
+                not_text = values.notna() & ~values.map(lambda v: isinstance(v, str))
+                self._not_text[col].add(rows.index, not_text.to_numpy(dtype=bool))
+            elif values.dtype == object:
+                odd = values.map(lambda v: v is not None and not isinstance(v, _SCALARS)).to_numpy(
+                    dtype=bool
+                )
+                self._odd[col].add(rows.index, odd, values)
+            empty = values.isna() | (values.astype(str).str.strip() == "")
+            self._empty[col].add(rows.index, empty.to_numpy(dtype=bool))
+
+    def problems(self) -> list[str]:
+        problems: list[str] = []
+        for col, seen in self._not_text.items():
+            if seen.count:
+                problems.append(
+                    f"Column {col!r} must hold text; {seen.count:,} row(s) hold other "
+                    f"values: {seen.named()}."
+                )
+        for col, seen in self._odd.items():
+            if seen.count:
+                problems.append(
+                    f"Column {col!r} holds values that are not text or numbers "
+                    f"({', '.join(sorted(seen.kinds))}) in {seen.count:,} row(s): "
+                    f"{seen.named()}. Turn them into text first."
+                )
+        for col, seen in self._empty.items():
+            if seen.count:
+                problems.append(
+                    f"Column {col!r} is empty or null in {seen.count:,} row(s): "
+                    f"{seen.named()}. Fill or drop them first."
+                )
+        return problems
+
+
+def check_index(index: pd.Index, config: RunConfig) -> list[str]:
+    """Problems with the row labels and the number of rows."""
+    problems: list[str] = []
+    if index.has_duplicates:
+        dup = index.duplicated(keep=False)
         problems.append(
-            f"The index has duplicate labels ({_rows_named(rows.index, dup)}): results are "
+            f"The index has duplicate labels ({_rows_named(index, dup)}): results are "
             "joined back by row, so make it unique first (e.g. df.reset_index())."
         )
-    if len(rows) < config.min_records_per_job:
+    if len(index) < config.min_records_per_job:
         problems.append(
-            f"Only {len(rows):,} row(s): a Bedrock batch job needs at least "
+            f"Only {len(index):,} row(s): a Bedrock batch job needs at least "
             f"{config.min_records_per_job:,} records. For a few rows use on-demand calls "
-            f"(run.preview(n={len(rows)}, invoke=True)), or add rows."
+            f"(run.preview(n={len(index)}, invoke=True)), or add rows."
         )
     return problems
+
+
+def check_rows(
+    rows: pd.DataFrame,
+    config: RunConfig,
+    adapter: ModelAdapter,
+    template: PromptTemplate | None,
+) -> list[str]:
+    """Problems with the rows for this model and template (empty when all is well)."""
+    problems, used = check_columns([str(c) for c in rows.columns], config, adapter, template)
+    values = ValueChecks(used, templated=template is not None)
+    values.add(rows)
+    return [*problems, *values.problems(), *check_index(rows.index, config)]
 
 
 def check_lengths(lengths: pd.Series, adapter: ModelAdapter) -> list[str]:

@@ -67,6 +67,32 @@ def test_text_run_over_more_jobs_than_the_cap(aws: LocalBedrock) -> None:
     assert aws.stats.max_active_jobs <= 2
 
 
+def test_parquet_file_is_streamed_a_batch_at_a_time(
+    aws: LocalBedrock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bedrock_batch_nb import sources
+
+    monkeypatch.setattr(sources, "BATCH_ROWS", 64)  # many batches, none aligned with a job
+    df = topics(430)
+    path = tmp_path / "topics.parquet"
+    df.to_parquet(path, row_group_size=100)
+    template = "Tell me a joke about {topic}."
+    run = BatchRun(str(path), CLAUDE, template, max_records_per_job=150, **FAST)
+    assert run.plan()["records"].tolist() == [150, 150, 130]
+    reads: list[tuple[int, int]] = []
+    read = sources.ParquetSource.read
+
+    def spy(self: sources.ParquetSource, start: int, stop: int, columns: object = None) -> object:
+        reads.append((start, stop))
+        return read(self, start, stop, columns)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sources.ParquetSource, "read", spy)
+    out = run.start().wait(timeout=120)
+    answers_match_prompts(out, df, template)
+    assert all(stop - start <= 150 for start, stop in reads[:-1])  # never the whole file
+    assert reads[-1] == (0, 430)  # the final join, and only it, reads every row
+
+
 def test_results_are_written_to_s3_as_parquet(aws: LocalBedrock) -> None:
     df = topics(120)
     run = BatchRun(df, CLAUDE, "Say {topic}", **FAST)

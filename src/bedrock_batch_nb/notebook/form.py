@@ -370,7 +370,7 @@ class BatchForm:
     def _preview(self, *, invoke: bool) -> None:
         run = self.build_run()
         frame = run.preview(self.sample_rows.value, invoke=invoke)
-        self._show_columns(columns_of(run.rows))
+        self._show_columns(run.source.columns)
         self.preview_frame = frame
         title = "Answers of" if invoke else "Preview of"
         self.preview_table.value = (
@@ -385,7 +385,7 @@ class BatchForm:
     def _validate(self) -> None:
         run = self.build_run()
         plan = run.validate()
-        self._show_columns(columns_of(run.rows))
+        self._show_columns(run.source.columns)
         cost = estimate(run)
         self.plan_table.value = f"<b>Jobs</b>{plan.frame().to_html(index=False, border=0)}"
         self.say(

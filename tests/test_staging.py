@@ -1,0 +1,55 @@
+"""Staging's input files: the whole-file builder gives the same bytes as one line per record."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from bedrock_batch_nb.models import InferenceParams, resolve_adapter
+from bedrock_batch_nb.staging import RecordBuilder, jsonl_body, position_of
+
+CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
+ORDINARY = 'ab "\\\n\r\t é✓😀{}'  # every character JSON escapes in ordinary text, and more
+CONTROL = "\x00\x01\x08\x0c\x1f"
+
+
+def random_texts(rng: random.Random, alphabet: str, n: int) -> list[str]:
+    return ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(n)]
+
+
+@pytest.fixture
+def builder() -> RecordBuilder:
+    return RecordBuilder(
+        resolve_adapter(CLAUDE), system='Answer "briefly".\n', params=InferenceParams()
+    )
+
+
+def test_whole_file_escaping_matches_json_for_ordinary_text(
+    builder: RecordBuilder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def per_record(*args: object) -> bytes:
+        raise AssertionError("ordinary text must not need the per-record path")
+
+    monkeypatch.setattr(RecordBuilder, "_body_per_record", staticmethod(per_record))
+    rng = random.Random(7)
+    for _ in range(200):
+        texts = random_texts(rng, ORDINARY, rng.randint(1, 30))
+        positions = rng.sample(range(10**9), len(texts))
+        body = builder.body(texts, positions)
+        assert body == jsonl_body(builder.lines(texts, positions))
+        records = [json.loads(line) for line in body.decode().splitlines()]
+        assert [position_of(r["recordId"]) for r in records] == positions
+        assert [r["modelInput"]["messages"][0]["content"][0]["text"] for r in records] == texts
+
+
+def test_texts_with_other_control_characters_take_the_per_record_path(
+    builder: RecordBuilder,
+) -> None:
+    rng = random.Random(11)
+    for _ in range(100):
+        texts = random_texts(rng, ORDINARY + CONTROL, rng.randint(1, 20))
+        positions = list(range(5, 5 + len(texts)))
+        assert builder.body(texts, positions) == jsonl_body(builder.lines(texts, positions))
+    assert builder.body([], []) == b""
