@@ -251,10 +251,18 @@ class Orchestrator:
         self._stop_sent = False
         self._kick = asyncio.Event()
         self._collecting: dict[str, asyncio.Future[None]] = {}
+        self._seen_at = 0.0
+        """When the last poll saw the jobs (monotonic, the middle of its list call)."""
+        self._anchors: dict[str, tuple[float, int]] = {}
+        """Per InProgress job: when a poll first saw it with records done, and how many."""
+        self._etas: dict[str, float] = {}
+        """Per InProgress job: when it should end at the pace of its records (monotonic)."""
+        self._last_processed: dict[str, int] = {}
         # Control-plane calls get threads of their own: staging and collecting keep the
         # loop's default executor busy, and a poll or a submission must not queue behind them.
+        # A wave of freed slots is refilled with one create call per slot, side by side.
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=8, thread_name_prefix="bedrock-control"
+            max_workers=min(max(8, max_concurrent_jobs), 32), thread_name_prefix="bedrock-control"
         )
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -277,8 +285,10 @@ class Orchestrator:
         return [j for j in self.jobs if j.status == PENDING]
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         interval = self.poll_interval
         await self._call(self._adopt)
+        polled_at = loop.time()
         while True:
             if self.stop_requested.is_set():
                 if not self._stop_sent:
@@ -289,9 +299,15 @@ class Orchestrator:
             if not waiting and not any(j.active for j in self.jobs):
                 await asyncio.gather(*self._collecting.values())
                 break
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), timeout=interval)
+            # Polls keep their cadence: the time a poll and the submissions after it took
+            # counts in the interval (a freed slot is seen within one interval). A job whose
+            # records say it ends before the next poll gets a poll just after its end.
+            wait = self._next_poll(polled_at + interval, interval) - loop.time()
+            if wait > 0 and not self._kick.is_set():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._kick.wait(), timeout=wait)
             self._kick.clear()
+            polled_at = loop.time()
             try:
                 changed = await self._call(self._poll)
             except Exception as exc:  # botocore has retried already: note it, poll again
@@ -319,6 +335,28 @@ class Orchestrator:
                 if changed or waiting_for_slot
                 else min(interval * 1.5, self.max_poll_interval)
             )
+
+    def _next_poll(self, regular: float, interval: float) -> float:
+        """When to poll next (monotonic): at ``regular``, or just after the earliest end
+        that the jobs' progress predicts, if that comes first (and after the last poll:
+        a job that was due and had not ended is left to the regular polls)."""
+        ends = [eta for eta in self._etas.values() if eta > self._seen_at]
+        if not ends:
+            return regular
+        return min(regular, min(ends) + interval / 20)
+
+    def _predict(self, job: JobState, seen_at: float) -> None:
+        """Estimate when ``job`` ends from the pace of its processed records."""
+        if job.status != "InProgress" or job.total <= 0 or job.processed <= 0:
+            self._etas.pop(job.name, None)
+            return
+        first_at, first = self._anchors.setdefault(job.name, (seen_at, job.processed))
+        if job.processed == self._last_processed.get(job.name):
+            return  # no news: a job past its predicted end waits for the regular polls
+        self._last_processed[job.name] = job.processed
+        if job.processed > first and seen_at > first_at:
+            pace = (job.processed - first) / (seen_at - first_at)
+            self._etas[job.name] = seen_at + (job.total - job.processed) / pace
 
     def _adopt(self) -> None:
         """Find jobs of this run that Bedrock already has (created before a crash, before
@@ -385,7 +423,9 @@ class Orchestrator:
     def _poll(self) -> list[JobState]:
         """Refresh every submitted job with one paginated list call; return the changed."""
         self.polls += 1
+        started = time.monotonic()
         seen = {summary["jobArn"]: summary for summary in self._list()}
+        self._seen_at = (started + time.monotonic()) / 2
         changed = []
         for job in self.jobs:
             if job.arn is None or job.final:
@@ -395,6 +435,7 @@ class Orchestrator:
                 summary = self.bedrock.get_model_invocation_job(jobIdentifier=job.arn)
             if _update(job, summary):
                 changed.append(job)
+            self._predict(job, self._seen_at)
         return changed
 
     async def _stop_active(self) -> None:
@@ -417,6 +458,9 @@ def _update(job: JobState, summary: dict[str, Any]) -> bool:
     job.processed = summary.get("processedRecordCount", job.processed) or job.processed
     job.success = summary.get("successRecordCount", job.success) or job.success
     job.errors = summary.get("errorRecordCount", job.errors) or job.errors
+    submitted = summary.get("submitTime")
+    if submitted is not None:  # Bedrock's own record, on the clock that gives endTime
+        job.submitted_at = submitted.timestamp()
     if job.final and job.ended_at is None:
         end = summary.get("endTime")
         job.ended_at = end.timestamp() if end is not None else time.time()

@@ -218,3 +218,17 @@ def test_in_progress_slots_serialise_jobs(lb: LocalBedrock, jobs: Any) -> None:
         assert jobs.wait(arn)["status"] == "Completed"
     # never two InProgress at once: each job's InProgress window starts after the previous ends
     assert lb.stats.max_active_jobs_per_model[HAIKU] == 3
+
+
+def test_jobs_side_by_side_never_end_without_their_output(lb: LocalBedrock, jobs: Any) -> None:
+    """Jobs side by side each end with their output in S3 (written just before the end),
+    the manifest agreeing with the job's counts."""
+    uri = jobs.put("in/clock/a.jsonl", [claude(f"x{i}") for i in range(100)])
+    arns = [jobs.create(uri, name=f"clock{i}") for i in range(6)]
+    for arn in arns:
+        job = jobs.wait(arn)
+        assert job["status"] == "Completed"
+        lines, manifest = jobs.output(arn, "a.jsonl")
+        assert len(lines) == 100 == job["processedRecordCount"]
+        assert manifest["processedRecordCount"] == 100 == manifest["successRecordCount"]
+    assert lb.store.job(arns[0]).written == 100  # written once, before it ended

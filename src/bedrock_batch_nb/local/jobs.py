@@ -1,9 +1,12 @@
 """Batch jobs: the store, the clock that moves them through their states, and the processing.
 
-A single worker thread advances every job on a configurable clock (:class:`JobTimings`):
-Submitted -> Validating (input read from S3 and checked) -> Scheduled -> InProgress
-(records answered, counts grow with time) -> Completed, or Failed / Stopping -> Stopped /
-PartiallyCompleted / Expired. Outputs land in S3 in Bedrock's layout:
+Every job follows a configurable clock (:class:`JobTimings`): Submitted -> Validating
+(input read from S3 and checked, records answered) -> Scheduled -> InProgress (counts grow
+with time) -> Completed, or Failed / Stopping -> Stopped / PartiallyCompleted / Expired.
+A clock thread wakes when the next job is due and hands each due job to a thread pool on
+its own (one job's S3 reading or writing never holds up another's transition). A state's
+clock starts when the previous one was due, not when the worker got to it, so a job lasts
+what its timings say unless its own work takes longer. Outputs land in S3 in Bedrock's layout:
 ``<output s3Uri>/<jobId>/<input file name>.out`` plus ``manifest.json.out``.
 """
 
@@ -60,6 +63,8 @@ class JobTimings:
     min_in_progress: float = 0.1
     stopping: float = 0.05
     tick: float = 0.01
+    """The longest the clock sleeps (it wakes earlier when a job is due): how soon a
+    change of these timings, or of an in-progress slot, is noticed."""
 
 
 @dataclass
@@ -167,8 +172,11 @@ class Job:
     records: list[_Record] = field(default_factory=list)
     results: list[_Result] = field(default_factory=list)
     processed: int = 0
+    """Records done, as of the last transition (while InProgress, see :meth:`done_now`)."""
     in_progress_seconds: float = 0.0
     target: int = 0  # records this job gets done before it ends
+    written: int | None = None
+    """Records whose output lines are in S3 (None: nothing written yet)."""
 
     @property
     def input_uri(self) -> str:
@@ -178,8 +186,21 @@ class Job:
     def output_uri(self) -> str:
         return str(self.output_config["s3OutputDataConfig"]["s3Uri"])
 
-    def counts(self) -> dict[str, int]:
-        done = self.results[: self.processed]
+    def done_now(self) -> int:
+        """Records done by now: they grow with the time spent InProgress, up to ``target``."""
+        if self.status != "InProgress" or self.in_progress_seconds <= 0:
+            return self.processed
+        share = min(1.0, (time.monotonic() - self.entered) / self.in_progress_seconds)
+        return max(self.processed, min(self.target, int(len(self.results) * share)))
+
+    def in_progress_due(self) -> float:
+        """When an InProgress job has done its ``target`` records (and ends)."""
+        total = len(self.results)
+        share = self.target / total if total else 0.0
+        return self.entered + self.in_progress_seconds * share
+
+    def counts(self, processed: int | None = None) -> dict[str, int]:
+        done = self.results[: self.done_now() if processed is None else processed]
         ok = sum(1 for r in done if r.ok)
         return {
             "totalRecordCount": len(self.records),
@@ -269,15 +290,21 @@ class JobStore:
         self._jobs: dict[str, Job] = {}
         self._tokens: dict[str, str] = {}
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        """Set when a job is created or stopped: the clock looks again at once."""
         self._thread: threading.Thread | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        """Where jobs advance side by side while the worker runs (see :meth:`tick`)."""
+        """Where jobs advance side by side while the worker runs (see :meth:`_dispatch`)."""
+        self._busy: set[str] = set()
+        self._write_seconds = 0.05
+        """How long writing a job's output takes lately (a moving average)."""
+        """Jobs being advanced by a pool thread right now (never two threads per job)."""
 
     # --- worker --------------------------------------------------------------------------
 
     def start(self) -> None:
         self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=8, thread_name_prefix="local-bedrock-job"
+            max_workers=32, thread_name_prefix="local-bedrock-job"
         )
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="local-bedrock-jobs", daemon=True)
@@ -285,6 +312,7 @@ class JobStore:
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -293,11 +321,14 @@ class JobStore:
             self._pool = None
 
     def _run(self) -> None:
-        while not self._stop.wait(self.timings.tick):
+        while not self._stop.is_set():
+            self._wake.clear()
             try:
-                self.tick()
+                delay = self._dispatch()
             except Exception:  # pragma: no cover - keep the worker alive whatever happens
-                log.exception("local bedrock worker tick failed")
+                log.exception("local bedrock worker failed")
+                delay = self.timings.tick
+            self._wake.wait(delay)
 
     def reset(self) -> None:
         with self._lock:
@@ -421,7 +452,8 @@ class JobStore:
                 self._tokens[token] = job.arn
             self.stats.bump("jobs_created")
             self._count_status(job, None, "Submitted")
-            return job.arn
+        self._wake.set()
+        return job.arn
 
     def get(self, identifier: str) -> dict[str, Any]:
         self.stats.bump("get_calls")
@@ -437,7 +469,9 @@ class JobStore:
                     f"The job {job.arn} is in the terminal state {job.status} and can't be stopped."
                 )
             if job.status != "Stopping":
+                job.processed = job.done_now()  # what it had done when asked to stop
                 self._set_status(job, "Stopping")
+        self._wake.set()
 
     def list_jobs(self, query: Mapping[str, str]) -> dict[str, Any]:
         self.stats.bump("list_calls")
@@ -503,10 +537,15 @@ class JobStore:
 
     # --- status bookkeeping ----------------------------------------------------------------
 
-    def _set_status(self, job: Job, status: str, message: str | None = None) -> None:
+    def _set_status(
+        self, job: Job, status: str, message: str | None = None, *, at: float | None = None
+    ) -> None:
+        """Move ``job`` to ``status``; its clock in the new state starts ``at`` (monotonic;
+        now by default), the moment the change was due."""
         old = job.status
         job.status = status
-        job.entered = time.monotonic()
+        now = time.monotonic()
+        job.entered = now if at is None else min(at, now)
         job.last_modified = _now()
         if message is not None:
             job.message = message
@@ -536,17 +575,45 @@ class JobStore:
 
     # --- the clock -------------------------------------------------------------------------
 
-    def tick(self) -> None:
-        """Move every active job on; jobs advance side by side (as Bedrock runs them), so
-        that one job's input reading or output writing does not hold up the others."""
+    def _due(self, job: Job) -> float:
+        """When ``job`` (active) is next due to move on (monotonic)."""
+        t = self.timings
+        if job.status == "InProgress":
+            end = job.in_progress_due()
+            if job.written is None:  # its output goes to S3 just before it ends
+                return max(job.entered, end - self._write_lead())
+            return end
+        wait = {
+            "Submitted": t.submitted,
+            "Validating": t.validating,
+            "Scheduled": t.scheduled,
+            "Stopping": t.stopping,
+        }[job.status]
+        return job.entered + wait
+
+    def _dispatch(self) -> float:
+        """Hand every due job to the pool (or advance it here without one); return how long
+        to sleep before the next is due (at most ``timings.tick``)."""
+        now = time.monotonic()
+        due: list[Job] = []
+        wake = now + self.timings.tick
         with self._lock:
-            jobs = [j for j in self._jobs.values() if j.status in ACTIVE]
+            for job in self._jobs.values():
+                if job.status not in ACTIVE or job.job_id in self._busy:
+                    continue
+                when = self._due(job)
+                if when <= now:
+                    self._busy.add(job.job_id)
+                    due.append(job)
+                else:
+                    wake = min(wake, when)
         pool = self._pool
-        if pool is None or len(jobs) <= 1:
-            for job in jobs:
+        for job in due:
+            if pool is None:
                 self._advance_safely(job)
-            return
-        list(pool.map(self._advance_safely, jobs))
+            else:
+                pool.submit(self._advance_safely, job)
+        return max(0.0, wake - time.monotonic())
 
     def _advance_safely(self, job: Job) -> None:
         try:
@@ -556,25 +623,38 @@ class JobStore:
             with self._lock:
                 if job.status in ACTIVE:
                     self._set_status(job, "Failed", f"Internal error: {exc}")
+        finally:
+            with self._lock:
+                self._busy.discard(job.job_id)
+            self._wake.set()  # its next state may be due soon
 
     def _advance(self, job: Job) -> None:
-        t = self.timings
-        elapsed = time.monotonic() - job.entered
-        if job.status == "Submitted" and elapsed >= t.submitted:
+        with self._lock:
+            status = job.status
+            due = self._due(job) if status in ACTIVE else 0.0
+        if status not in ACTIVE or time.monotonic() < due:
+            return
+        if status == "Submitted":
             with self._lock:
-                if job.status == "Submitted":
-                    self._set_status(job, "Validating")
+                if job.status != "Submitted":
+                    return
+                self._set_status(job, "Validating", at=due)
             problem = self._load_input(job)
             if problem is None and job.fate == "Failed":
                 problem = "Local fault: the job failed (injected by the local emulator)."
+            results = self._answer(job) if problem is None else []
             with self._lock:
-                if problem is not None and job.status == "Validating":
+                if job.status != "Validating":
+                    return
+                if problem is not None:
                     self._set_status(job, "Failed", problem)
-        elif job.status == "Validating" and elapsed >= t.validating:
+                else:
+                    job.results = results
+        elif status == "Validating":
             with self._lock:
                 if job.status == "Validating":
-                    self._set_status(job, "Scheduled")
-        elif job.status == "Scheduled" and elapsed >= t.scheduled:
+                    self._set_status(job, "Scheduled", at=due)
+        elif status == "Scheduled":
             with self._lock:
                 slots = self.limits.in_progress_slots_per_model
                 busy = sum(
@@ -583,14 +663,22 @@ class JobStore:
                     if j.model_key == job.model_key and j.status == "InProgress"
                 )
                 if job.status == "Scheduled" and (slots is None or busy < slots):
-                    self._start_processing(job)
-        elif job.status == "InProgress":
-            self._progress(job, elapsed)
-        elif job.status == "Stopping" and elapsed >= t.stopping:
+                    # with slots, it starts when one freed (now), not when it was due
+                    self._start_processing(job, at=due if slots is None else None)
+        elif status == "InProgress":
+            # Results appear in S3 while a job is InProgress: its output is written just
+            # before its end, so that it ends when its timings say, not a write later.
+            if job.written is None and not self._write_or_fail(job, job.target, "InProgress"):
+                return
+            with self._lock:
+                if job.status != "InProgress" or time.monotonic() < job.in_progress_due():
+                    return
+                job.processed = job.target
+            self._progress_done(job)
+        elif status == "Stopping":
             self._finish(job, "Stopped", "The job was stopped.")
 
-    def _start_processing(self, job: Job) -> None:
-        job.results = self._answer(job)
+    def _start_processing(self, job: Job, *, at: float | None) -> None:
         total = len(job.results)
         if job.fate in ("Expired", "PartiallyCompleted"):
             job.target = int(total * min(max(self.faults.partial_fraction, 0.0), 1.0))
@@ -599,17 +687,9 @@ class JobStore:
         job.in_progress_seconds = max(
             self.timings.min_in_progress, total / max(self.timings.records_per_second, 1e-9)
         )
-        self._set_status(job, "InProgress")
+        self._set_status(job, "InProgress", at=at)
 
-    def _progress(self, job: Job, elapsed: float) -> None:
-        total = len(job.results)
-        with self._lock:
-            if job.status != "InProgress":
-                return
-            share = min(1.0, elapsed / job.in_progress_seconds) if job.in_progress_seconds else 1
-            job.processed = min(job.target, int(total * share))
-            if job.processed < job.target:
-                return
+    def _progress_done(self, job: Job) -> None:
         if job.fate == "Expired":
             self._finish(
                 job,
@@ -622,19 +702,37 @@ class JobStore:
         else:
             self._finish(job, "Completed", None)
 
-    def _finish(self, job: Job, status: str, message: str | None) -> None:
-        with self._lock:
-            if job.status != ("Stopping" if status == "Stopped" else "InProgress"):
-                return
+    def _write_lead(self) -> float:
+        """How long before its end a job's output is written: enough for a write as slow
+        as lately, with room to spare (jobs often end together and write side by side)."""
+        return min(1.0, 0.05 + 3 * self._write_seconds)
+
+    def _write_or_fail(self, job: Job, processed: int, expected: str) -> bool:
+        """Write the output of ``job``'s first ``processed`` records; False (and the job
+        Failed) when S3 refuses."""
         try:
-            self._write_output(job)
+            self._write_output(job, processed)
         except Exception as exc:
             with self._lock:
-                self._set_status(
-                    job, "Failed", f"Unable to write the output to {job.output_uri}: {exc}"
-                )
+                if job.status == expected:
+                    self._set_status(
+                        job, "Failed", f"Unable to write the output to {job.output_uri}: {exc}"
+                    )
+            return False
+        return True
+
+    def _finish(self, job: Job, status: str, message: str | None) -> None:
+        expected = "Stopping" if status == "Stopped" else "InProgress"
+        with self._lock:
+            if job.status != expected:
+                return
+        if job.written != job.processed and not self._write_or_fail(job, job.processed, expected):
             return
         done = job.results[: job.processed]
+        with self._lock:
+            if job.status != expected:  # stopped while its output was written: it stops
+                return
+            self._set_status(job, status, message)
         s = self.stats
         with s.lock:
             s.records_processed += len(done)
@@ -642,8 +740,6 @@ class JobStore:
             s.records_failed += sum(1 for r in done if not r.ok)
             s.input_tokens += sum(r.input_tokens for r in done)
             s.output_tokens += sum(r.output_tokens for r in done)
-        with self._lock:
-            self._set_status(job, status, message)
 
     # --- S3 input and output ---------------------------------------------------------------
 
@@ -663,11 +759,13 @@ class JobStore:
         except Exception:
             return f"The output S3 location {job.output_uri} is not accessible."
         objects: list[tuple[str, str, int]] = []  # (key, name, size)
+        opened: dict[str, Any] = {}  # a single file's body, opened (one request, not two)
         try:
             if key and not key.endswith("/"):
                 try:
-                    head = s3.head_object(Bucket=bucket, Key=key)
-                    objects.append((key, key.rsplit("/", 1)[-1], int(head["ContentLength"])))
+                    got = s3.get_object(Bucket=bucket, Key=key)
+                    opened[key] = got["Body"]
+                    objects.append((key, key.rsplit("/", 1)[-1], int(got["ContentLength"])))
                 except Exception:
                     objects = []
             if not objects:
@@ -684,6 +782,15 @@ class JobStore:
             )
         if not objects:
             return f"No input files were found at the S3 location {job.input_uri}."
+        try:
+            return self._read_input(job, bucket, objects, opened)
+        finally:
+            for body in opened.values():
+                body.close()
+
+    def _read_input(
+        self, job: Job, bucket: str, objects: list[tuple[str, str, int]], opened: dict[str, Any]
+    ) -> str | None:
         total_bytes = 0
         for _key, name, size in objects:
             if size > self.limits.max_file_bytes:
@@ -699,7 +806,11 @@ class JobStore:
             )
         records: list[_Record] = []
         for index, (obj_key, name, _) in enumerate(objects):
-            text = s3.get_object(Bucket=bucket, Key=obj_key)["Body"].read().decode("utf-8")
+            body = opened.pop(obj_key, None)
+            if body is None:
+                body = self._client().get_object(Bucket=bucket, Key=obj_key)["Body"]
+            with contextlib.closing(body):
+                text = body.read().decode("utf-8")
             for lineno, line in enumerate(text.splitlines(), start=1):
                 if not line.strip():
                     continue
@@ -770,11 +881,12 @@ class JobStore:
         random.Random(job.job_id).shuffle(results)
         return results
 
-    def _write_output(self, job: Job) -> None:
+    def _write_output(self, job: Job, processed: int) -> None:
+        started = time.monotonic()
         s3 = self._client()
         bucket, prefix = split_s3_uri(job.output_uri)
         base = f"{prefix.rstrip('/')}/{job.job_id}/" if prefix.strip("/") else f"{job.job_id}/"
-        done = job.results[: job.processed]
+        done = job.results[:processed]
         for index, name in enumerate(job.files):
             lines = []
             for r in done:
@@ -788,7 +900,7 @@ class JobStore:
             s3.put_object(Bucket=bucket, Key=f"{base}{name}.out", Body=body)
         if job.files:
             manifest = {
-                **{k: v for k, v in job.counts().items()},
+                **job.counts(processed),
                 "inputTokenCount": sum(r.input_tokens for r in done),
                 "outputTokenCount": sum(r.output_tokens for r in done),
             }
@@ -797,6 +909,9 @@ class JobStore:
                 Key=f"{base}manifest.json.out",
                 Body=json.dumps(manifest).encode("utf-8"),
             )
+        job.written = processed
+        took = time.monotonic() - started
+        self._write_seconds += 0.2 * (took - self._write_seconds)
 
 
 def _s3_config(value: Any, field_name: str, member: str) -> dict[str, Any]:

@@ -57,6 +57,9 @@ class BedrockHTTPServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: BedrockHTTPServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    """TCP_NODELAY: the body is sent after the headers, and Nagle's algorithm would hold it
+    back until the client's delayed ACK of the headers (up to 40 ms a response)."""
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
