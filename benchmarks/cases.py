@@ -104,12 +104,12 @@ def prepared_summary(prepared: Any, request_bytes: int) -> dict[str, Any]:
 
 # Functions whose time is reported as a breakdown of the prepare stage: (owner, name).
 BREAKDOWN = {
-    "read": (sources.ParquetSource, "read"),
+    "read": (sources.ParquetSource, "read_raw"),
     "check_rows": (validation.ValueChecks, "add"),
-    "lengths": (prompts.PromptTemplate, "rendered_lengths"),
-    "check_lengths": (run_module, "check_lengths"),
+    "lengths": (prompts.PromptTemplate, "arrow_lengths"),
+    "check_lengths": (validation.LengthChecks, "add"),
     "plan_chunks": (run_module, "plan_chunks"),
-    "render": (prompts.PromptTemplate, "render_frame"),
+    "render": (prompts.PromptTemplate, "render_arrow"),
     "build_body": (staging.RecordBuilder, "body"),
     "put_jsonl": (run_module, "put_jsonl"),
 }

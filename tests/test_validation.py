@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -173,3 +175,26 @@ def test_value_checks_add_up_over_batches() -> None:
     assert len(problems) == 2
     assert "(list) in 10 row(s): 99, 199, 299, 399, 499, and 5 more" in problems[0]
     assert "empty or null in 20 row(s): 0, 50, 100, 150, 200, and 15 more" in problems[1]
+
+
+def test_a_parquet_file_is_checked_with_the_same_messages(tmp_path: Path) -> None:
+    topics = [f"t{i}" for i in range(300)]
+    topics[3], topics[7], topics[250] = None, "", " \t"  # type: ignore[call-overload]
+    frame = pd.DataFrame(
+        {"topic": topics, "tags": [["a"]] * 300, "n": range(300)},
+        index=pd.Index([f"r{i}" for i in range(300)], name="key"),
+    )
+    path = tmp_path / "rows.parquet"
+    frame.to_parquet(path)
+    with pytest.raises(BatchInputError) as err:
+        BatchRun(str(path), CLAUDE, "{topic} {tags}").validate()
+    problems = err.value.problems
+    assert any("'tags' holds values that are not text or numbers (list)" in p for p in problems)
+    assert any("'topic' is empty or null in 3 row(s): 'r3', 'r7', 'r250'" in p for p in problems), (
+        problems
+    )
+    with pytest.raises(BatchInputError, match="Column 'n' must hold text; 300 row"):
+        BatchRun(str(path), TITAN, input_text_column="n").validate()
+    ok = BatchRun(str(path), CLAUDE, "About {n}: {topic}", max_records_total=3)
+    with pytest.raises(BatchInputError, match="Only 3 row"):
+        ok.validate()

@@ -15,9 +15,12 @@ import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .errors import BatchInputError
 
@@ -139,6 +142,35 @@ class PromptTemplate:
         rows = zip(*(values[name] for name in self._names), strict=True)
         return pd.Series([fmt % row for row in rows], index=df.index, dtype=object)
 
+    def render_arrow(self, rows: Rows) -> pa.Array:
+        """The prompt for every row as one Arrow string array, rendered by Arrow's
+        element-wise join (no Python string per row): what staging builds records from."""
+        n = rows.num_rows if isinstance(rows, pa.Table) else len(rows)
+        if not self._names:
+            return pa.array([self._literals[0]] * n, pa.large_string())
+        values = {name: text_array(column_of(rows, name)) for name in self._fields}
+        parts: list[Any] = []
+        for literal, name in zip(self._literals, self._names, strict=False):
+            if literal:
+                parts.append(pa.scalar(literal, pa.large_string()))
+            parts.append(values[name])
+        if self._literals[-1]:
+            parts.append(pa.scalar(self._literals[-1], pa.large_string()))
+        if len(parts) == 1:
+            rendered: pa.Array = parts[0]
+            return rendered
+        joined: pa.Array = pc.binary_join_element_wise(*parts, pa.scalar("", pa.large_string()))
+        return joined
+
+    def arrow_lengths(self, rows: Rows) -> np.ndarray:
+        """``len()`` of every row's prompt, from the columns' lengths (Arrow kernels)."""
+        n = rows.num_rows if isinstance(rows, pa.Table) else len(rows)
+        total = np.full(n, sum(len(lit) for lit in self._literals), dtype=np.int64)
+        lengths = {name: text_lengths(column_of(rows, name)) for name in self._fields}
+        for name in self._names:
+            total += lengths[name]
+        return total
+
     def rendered_lengths(self, df: pd.DataFrame) -> pd.Series:
         """The length in characters of every row's prompt, without rendering it."""
         total: pd.Series = pd.Series(
@@ -159,6 +191,57 @@ class PromptTemplate:
 
     def __hash__(self) -> int:
         return hash(self._template)
+
+
+Rows: TypeAlias = pd.DataFrame | pa.Table
+"""Rows as a source reads them: a DataFrame, or an Arrow table for file-backed sources."""
+
+_TEXT_TYPES = (pa.string(), pa.large_string(), pa.string_view())
+
+
+def column_of(rows: Rows, name: str) -> pa.Array | pa.ChunkedArray | pd.Series:
+    if isinstance(rows, pa.Table):
+        return rows.column(name)
+    column = rows[name]
+    if isinstance(column, pd.DataFrame):
+        raise BatchInputError(
+            f"The data has more than one column named {name!r}: rename them first."
+        )
+    return column
+
+
+def text_array(values: pa.Array | pa.ChunkedArray | pd.Series) -> pa.Array:
+    """``str(value)`` of every value, as an Arrow large string array (text columns as they
+    are; other types through Python, so that numbers read as Python writes them)."""
+    if isinstance(values, pd.Series):
+        if pd.api.types.is_string_dtype(values.dtype) and values.dtype != object:
+            values = pa.array(values, from_pandas=True)
+        else:
+            strings = values.astype(str).tolist()
+            if values.isna().any():
+                strings = [
+                    v if isinstance(v, str) else str(o)
+                    for v, o in zip(strings, values.tolist(), strict=True)
+                ]
+            return pa.array(strings, pa.large_string())
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if values.type in _TEXT_TYPES and values.null_count == 0:
+        text: pa.Array = values.cast(pa.large_string())
+        return text
+    return pa.array([str(v) for v in values.to_pylist()], pa.large_string())
+
+
+def text_lengths(values: pa.Array | pa.ChunkedArray | pd.Series) -> np.ndarray:
+    """``len(str(value))`` of every value (Arrow's code-point count for text)."""
+    if isinstance(values, pd.Series):
+        values = text_array(values)
+    elif isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if values.type not in _TEXT_TYPES or values.null_count:
+        values = text_array(values)
+    lengths: np.ndarray = pc.utf8_length(values).to_numpy(zero_copy_only=False)
+    return lengths.astype(np.int64, copy=False)
 
 
 def _str_lengths(df: pd.DataFrame, name: str) -> pd.Series:

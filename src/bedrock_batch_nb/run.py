@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pyarrow import ArrowException as ArrowError
 
 from . import journal
@@ -40,10 +41,10 @@ from .config import RunConfig
 from .errors import BatchInputError, BatchRunError
 from .models import InferenceParams, ModelAdapter, ModelOutput, resolve_adapter
 from .orchestrator import PENDING, JobState, Orchestrator, RunStatus, SubmitSpec, crash_point
-from .prompts import PromptTemplate, get_prompt
+from .prompts import PromptTemplate, Rows, column_of, get_prompt, text_array, text_lengths
 from .sources import RowSource, open_source, parse_s3_uri
 from .staging import RecordBuilder, RunLayout, put_jsonl, put_options
-from .validation import ValueChecks, check_columns, check_index, check_lengths, check_rows
+from .validation import LengthChecks, ValueChecks, check_columns, check_index, check_rows
 
 Listener = Callable[[RunStatus], None]
 STAGE_CONCURRENCY = 8
@@ -64,6 +65,16 @@ def failure_hint(message: str | None) -> str:
     if "s3" in text or "bucket" in text or "key" in text:
         return "Check that the bucket exists in the job's Region and the role can reach it."
     return "See the job's message in run.status().jobs_frame()."
+
+
+def _every_nth(rows: Rows, step: int) -> pd.DataFrame:
+    """A sample of rows, as a DataFrame."""
+    step = max(1, step)
+    if isinstance(rows, pa.Table):
+        sample: pd.DataFrame = rows.take(np.arange(0, rows.num_rows, step)).to_pandas()
+        return sample
+    picked: pd.DataFrame = rows.iloc[::step]
+    return picked
 
 
 def new_run_id(prefix: str) -> str:
@@ -281,25 +292,28 @@ class BatchRun:
         column_problems, used = check_columns(source.columns, self.config, adapter, template)
         problems += column_problems
         values = ValueChecks(used, templated=template is not None)
-        parts: list[np.ndarray] = []
-        sample: pd.DataFrame | None = None
+        too_long = LengthChecks(adapter)
+        parts: list[np.ndarray] = []  # each record line's estimated bytes
+        chars = 0
+        per_char = 1.0
         complete = len(used) == len(template.fields) if template is not None else bool(used)
         if used or complete:  # (a template without placeholders still counts its rows)
-            for batch in source.batches(used or source.columns[:1]):
-                values.add(batch)
+            for start, batch in source.raw_batches(used or source.columns[:1]):
+                size = batch.num_rows if isinstance(batch, pa.Table) else len(batch)
+                labels = source.index[start : start + size]
+                values.add(batch, labels)
                 if complete:
-                    parts.append(self.text_lengths(batch).to_numpy(dtype=np.int64))
-                    if sample is None:
-                        sample = batch.iloc[:: max(1, len(batch) // 500)]
+                    lengths = self.text_lengths(batch)
+                    too_long.add(lengths, labels)
+                    if not parts:
+                        fixed, per_char = self._bytes_per_char(_every_nth(batch, size // 500))
+                    parts.append((fixed + np.ceil(lengths * per_char)).astype(np.int64))
+                    chars += int(lengths.sum())
         problems += values.problems() + check_index(source.index, self.config)
+        problems += too_long.problems()
         if problems:
             raise BatchInputError(problems)
-        lengths = pd.Series(np.concatenate(parts), index=source.index, copy=False)
-        problems = check_lengths(lengths, adapter)
-        if problems:
-            raise BatchInputError(problems)
-        assert sample is not None
-        sizes = self._estimate_line_bytes(lengths, sample)
+        sizes = np.concatenate(parts)
         c = self.config
         chunks = plan_chunks(
             len(sizes),
@@ -309,26 +323,33 @@ class BatchRun:
             record_bytes=sizes,
             max_file_bytes=c.max_input_file_bytes,
         )
-        return Prepared(chunks=chunks, sizes=sizes, chars=int(lengths.sum()))
+        return Prepared(chunks=chunks, sizes=sizes, chars=chars)
 
-    def text_lengths(self, rows: pd.DataFrame) -> pd.Series:
+    def text_lengths(self, rows: Rows) -> np.ndarray:
         """Characters of the text sent for each row, without rendering it."""
         template = self.template
         if template is not None:
-            return template.rendered_lengths(rows)
-        return rows[self.config.input_text_column].astype(str).str.len().astype("int64")
+            return template.arrow_lengths(rows)
+        return text_lengths(column_of(rows, self.config.input_text_column))
 
-    def _estimate_line_bytes(self, lengths: pd.Series, sample: pd.DataFrame) -> np.ndarray:
-        """Each record line's bytes: a fixed part plus the text's characters times the
-        bytes per character (escapes, UTF-8) measured on a sample of rows, with 10% to
-        spare."""
+    def text_array(self, rows: Rows) -> pa.Array:
+        """The text sent for each row as an Arrow string array (what staging builds from)."""
+        template = self.template
+        if template is not None:
+            return template.render_arrow(rows)
+        return text_array(column_of(rows, self.config.input_text_column))
+
+    def _bytes_per_char(self, sample: pd.DataFrame) -> tuple[int, float]:
+        """How record lines' bytes follow from their texts' characters: a fixed part, and
+        the bytes per character (escapes, UTF-8) measured on a sample of rows with 10% to
+        spare, so that staging's real sizes stay under the plan's."""
         builder = self._builder()
         fixed = len(builder.body([""], [0]))
         texts = self.texts(sample).tolist()
         chars = sum(len(t) for t in texts)
         sample_bytes = len(builder.body(texts, range(len(texts))))
         ratio = (sample_bytes - fixed * len(texts)) / chars if chars else 1.0
-        return (fixed + np.ceil(lengths.to_numpy() * ratio * 1.1)).astype(np.int64)
+        return fixed, ratio * 1.1
 
     def _builder(self) -> RecordBuilder:
         return RecordBuilder(self.adapter, system=self.system_prompt, params=self.params)
@@ -337,13 +358,13 @@ class BatchRun:
         """The JSONL input file of the rows at ``positions`` (what a job is staged with)."""
         return self._builder().body(self._texts_at(positions), positions)
 
-    def _texts_at(self, positions: range | list[int]) -> list[str]:
+    def _texts_at(self, positions: range | list[int]) -> pa.Array:
+        rows: Rows
         if isinstance(positions, range):
-            rows = self.source.read(positions.start, positions.stop, self.text_columns)
+            rows = self.source.read_raw(positions.start, positions.stop, self.text_columns)
         else:
             rows = self.source.take(positions, self.text_columns)
-        texts: list[str] = self.texts(rows).tolist()
-        return texts
+        return self.text_array(rows)
 
     def plan(self) -> pd.DataFrame:
         """The jobs this run would submit: records, first and last row, and input bytes

@@ -18,6 +18,8 @@ from json.encoder import encode_basestring
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .chunking import Chunk
 from .models import InferenceParams, ModelAdapter
@@ -125,7 +127,7 @@ class RecordBuilder:
             for t, p in zip(texts, positions, strict=True)
         ]
 
-    def body(self, texts: Iterable[str], positions: Iterable[int]) -> bytes:
+    def body(self, texts: Iterable[str] | pa.Array, positions: Iterable[int]) -> bytes:
         """The JSONL file of these records: the same bytes as ``jsonl_body(lines(...))``.
 
         The texts are escaped all at once: joined with NUL bytes, encoded, and the five
@@ -133,23 +135,30 @@ class RecordBuilder:
         return, tab) replaced over the whole buffer; each NUL then becomes the end of one
         record and the start of the next, whose ten-digit id is written in place with
         numpy.  Texts with other control characters take the per-record path."""
+        if isinstance(texts, pa.ChunkedArray | pa.Array):
+            arrow: pa.Array | None = texts
+            count = len(texts)
+        else:
+            arrow = None
+            texts = texts if isinstance(texts, list) else list(texts)
+            count = len(texts)
         if self._parts is None:
-            return jsonl_body(self.lines(texts, positions))
-        texts = texts if isinstance(texts, list) else list(texts)
-        ids = np.fromiter(positions, dtype=np.int64, count=len(texts))
-        if not texts:
+            return jsonl_body(self.lines(_as_list(texts), positions))
+        ids = np.fromiter(positions, dtype=np.int64, count=count)
+        if not count:
             return b""
         head, tail = self._parts
         start = f'{{"recordId":"{RECORD_ID_PREFIX}'.encode()
         mid = f'","modelInput":{head}'.encode()
         end = f"{tail}}}\n".encode()
-        joined = "\x00".join(texts).encode("utf-8")
+        joined = _nul_joined(arrow) if arrow is not None else "\x00".join(texts).encode("utf-8")
+        texts_count = count
         controls = np.frombuffer(joined, dtype=np.uint8)
         controls = controls[controls < 0x20]
-        if np.count_nonzero(controls == 0) != len(texts) - 1 or np.count_nonzero(
+        if np.count_nonzero(controls == 0) != texts_count - 1 or np.count_nonzero(
             (controls != 0) & (controls != 0x09) & (controls != 0x0A) & (controls != 0x0D)
         ):
-            return self._body_per_record(texts, ids, start, mid, end)
+            return self._body_per_record(_as_list(texts), ids, start, mid, end)
         escaped = (
             joined.replace(b"\\", b"\\\\")
             .replace(b'"', b'\\"')
@@ -163,8 +172,8 @@ class RecordBuilder:
         out += end
         buffer = np.frombuffer(out, dtype=np.uint8)
         holes = np.flatnonzero(buffer == 0)
-        if len(holes) != _ID_DIGITS * len(texts) or (ids >= 10**_ID_DIGITS).any():
-            return self._body_per_record(texts, ids, start, mid, end)
+        if len(holes) != _ID_DIGITS * texts_count or (ids >= 10**_ID_DIGITS).any():
+            return self._body_per_record(_as_list(texts), ids, start, mid, end)
         buffer[holes] = (ids[:, None] // _POWERS % 10 + ord("0")).astype(np.uint8).ravel()
         return bytes(out)
 
@@ -180,6 +189,26 @@ class RecordBuilder:
             add(encode_basestring(t)[1:-1].encode("utf-8"))
             add(end)
         return b"".join(parts)
+
+
+def _as_list(texts: Iterable[str] | pa.Array) -> list[str]:
+    if isinstance(texts, pa.ChunkedArray | pa.Array):
+        values: list[str] = texts.to_pylist()
+        return values
+    return texts if isinstance(texts, list) else list(texts)
+
+
+def _nul_joined(texts: pa.Array | pa.ChunkedArray) -> bytes:
+    """The texts' UTF-8 bytes with a NUL between each two, straight from Arrow's buffers."""
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    large = pa.large_string()
+    ended = pc.binary_join_element_wise(
+        texts.cast(large), pa.scalar("\x00", large), pa.scalar("", large)
+    )
+    _, offsets, data = ended.buffers()
+    bounds = np.frombuffer(offsets, dtype=np.int64)[ended.offset : ended.offset + len(ended) + 1]
+    return memoryview(data)[int(bounds[0]) : int(bounds[-1]) - 1].tobytes()
 
 
 def put_options(kms_key_id: str | None, bucket_owner: str | None) -> dict[str, Any]:

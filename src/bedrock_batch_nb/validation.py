@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .collecting import RESULT_COLUMNS
 from .config import RunConfig
@@ -18,6 +20,15 @@ from .models import ModelAdapter
 from .prompts import PromptTemplate
 
 _SHOW = 5
+_TEXT_TYPES = (pa.string(), pa.large_string(), pa.string_view())
+
+
+def _mask(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A boolean Arrow column as a numpy mask (missing as False)."""
+    mask: np.ndarray = pc.fill_null(values, False).to_numpy(zero_copy_only=False)
+    return mask.astype(bool, copy=False)
+
+
 _SCALARS = (str, int, float, bool, np.generic)
 
 
@@ -105,7 +116,12 @@ class ValueChecks:
         self._odd = {c: _Count() for c in self.used}
         self._empty = {c: _Count() for c in self.used}
 
-    def add(self, rows: pd.DataFrame) -> None:
+    def add(self, rows: pd.DataFrame | pa.Table, labels: pd.Index | None = None) -> None:
+        """Check a batch of rows (``labels``: their row labels, for an Arrow table)."""
+        if isinstance(rows, pa.Table):
+            assert labels is not None
+            self._add_arrow(rows, labels)
+            return
         for col in self.used:
             values = rows[col]
             if not self.templated:
@@ -118,6 +134,24 @@ class ValueChecks:
                 self._odd[col].add(rows.index, odd, values)
             empty = values.isna() | (values.astype(str).str.strip() == "")
             self._empty[col].add(rows.index, empty.to_numpy(dtype=bool))
+
+    def _add_arrow(self, rows: pa.Table, labels: pd.Index) -> None:
+        """The same checks with Arrow kernels, on the values as the file holds them."""
+        for col in self.used:
+            values = rows.column(col)
+            kind = values.type
+            textual = kind in _TEXT_TYPES
+            present = _mask(pc.is_valid(values))
+            if not self.templated and not textual:
+                self._not_text[col].add(labels, present)
+            elif self.templated and pa.types.is_nested(kind):
+                self._odd[col].add(labels, present)
+                self._odd[col].kinds.add(str(kind).split("<", 1)[0])
+            empty = ~present
+            if textual:
+                blank = pc.or_(pc.equal(pc.utf8_length(values), 0), pc.utf8_is_space(values))
+                empty |= _mask(blank)
+            self._empty[col].add(labels, empty)
 
     def problems(self) -> list[str]:
         problems: list[str] = []
@@ -174,13 +208,32 @@ def check_rows(
     return [*problems, *values.problems(), *check_index(rows.index, config)]
 
 
+class LengthChecks:
+    """Prompts (or texts to embed) over the model's size limit, a batch at a time."""
+
+    def __init__(self, adapter: ModelAdapter) -> None:
+        self.adapter = adapter
+        self._over = _Count()
+        self._longest = 0
+
+    def add(self, lengths: np.ndarray, labels: pd.Index) -> None:
+        over = lengths > self.adapter.max_input_chars
+        if over.any():
+            self._over.add(labels, over)
+            self._longest = max(self._longest, int(lengths.max()))
+
+    def problems(self) -> list[str]:
+        if not self._over.count:
+            return []
+        return [
+            f"{self._over.count:,} rendered prompt(s) are longer than "
+            f"{self.adapter.max_input_chars:,} characters, the limit for {self.adapter.family}: "
+            f"rows {self._over.named()} (longest {self._longest:,})."
+        ]
+
+
 def check_lengths(lengths: pd.Series, adapter: ModelAdapter) -> list[str]:
     """Prompts (or texts to embed) over the model's size limit, from their lengths."""
-    over = (lengths > adapter.max_input_chars).to_numpy()
-    if not over.any():
-        return []
-    return [
-        f"{int(over.sum()):,} rendered prompt(s) are longer than {adapter.max_input_chars:,} "
-        f"characters, the limit for {adapter.family}: rows {_rows_named(lengths.index, over)} "
-        f"(longest {int(lengths.max()):,})."
-    ]
+    checks = LengthChecks(adapter)
+    checks.add(lengths.to_numpy(), lengths.index)
+    return checks.problems()
