@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from bedrock_batch_nb.collecting import Results, error_message, write_parquet
+from bedrock_batch_nb import collecting
+from bedrock_batch_nb.collecting import OutputStats, Results, error_message, write_parquet
 from bedrock_batch_nb.models import resolve_adapter
 from bedrock_batch_nb.staging import record_id
 
@@ -214,3 +217,230 @@ def test_parquet_written_in_row_groups_keeps_late_values_and_types(tmp_path: Pat
     assert back["late_text"].iloc[-1] == "appears late" and back["late_text"].isna().sum() == 25
     assert list(back["late_list"].iloc[-1]) == [0.5, 1.5]
     assert back["n"].tolist() == list(range(30))
+
+
+# ---- whole blocks read with Arrow give what line-by-line reading gives ------------------
+
+NOVA = resolve_adapter("amazon.nova-lite-v1:0")
+CONVERSE = resolve_adapter("anthropic.claude-3-haiku-20240307-v1:0", invocation_type="Converse")
+
+
+def messages_line(pos: int, text: str) -> str:
+    return json.dumps(
+        {
+            "recordId": record_id(pos),
+            "modelInput": {"messages": [{"role": "user", "content": [{"text": "hi"}]}]},
+            "modelOutput": {
+                "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+                "stopReason": "end_turn",
+                "usage": {"inputTokens": pos, "outputTokens": 2 * pos, "totalTokens": 3 * pos},
+            },
+        }
+    )
+
+
+def odd_lines(make: Any) -> list[str]:
+    """Lines of every kind: good ones, error lines, and each way a line can be odd."""
+    rid = record_id
+    lines = [make(i, f"answer {i} ✓") for i in range(40)]
+    lines += [error_line(i, f"failed {i}") for i in range(35, 45)]
+    lines += [make(41, "a late success"), error_line(2, "a late error")]
+    lines += [
+        "",
+        "   ",
+        make(5, "cut")[:50],
+        "[1, 2]",
+        '{"recordId": "someone-else", "modelOutput": {}}',
+        '{"recordId": "R9999999999", "error": {"errorCode": 400, "errorMessage": "x"}}',
+        json.dumps({"recordId": rid(46)}),
+        json.dumps({"recordId": rid(47), "error": {"errorCode": 429}}),
+        json.dumps({"recordId": rid(48), "error": {"errorMessage": "no code"}}),
+        json.dumps({"recordId": rid(49), "error": "plain text"}),
+        json.dumps({"recordId": rid(50), "modelOutput": {}}),
+        json.dumps({"recordId": rid(51), "modelOutput": {"content": None}}),
+        json.dumps({"recordId": rid(52), "modelOutput": "not an object"}),
+        json.dumps({"recordId": 53, "modelOutput": {}}),
+        json.dumps({"recordId": rid(54), "error": {"errorCode": "Throttled", "errorMessage": "m"}}),
+        json.dumps({"recordId": rid(55), "error": {"errorCode": 400.0, "errorMessage": "m"}}),
+        '{"recordId": "R0000000056", "recordId": "R0000000057", "modelOutput": {}}',
+        make(58, "two") + " " + make(59, "on one line"),
+        "  " + make(60, "indented"),
+    ]
+    return lines
+
+
+def claude_variants() -> list[str]:
+    rid = record_id
+    body = {"usage": {"input_tokens": 3, "output_tokens": 4}}
+    content: list[Any] = [
+        [],
+        [
+            {"type": "text", "text": "a"},
+            {"type": "tool_use", "id": "t"},
+            {"type": "text", "text": "b"},
+        ],
+        [{"text": "no type"}],
+        [{"type": None, "text": "null type"}],
+        [None, {"type": "text", "text": "after a null"}],
+        [{"type": "text"}],
+        [{"type": "text", "text": 5}],
+    ]
+    lines = [
+        json.dumps({"recordId": rid(70 + i), "modelOutput": {**body, "content": c}})
+        for i, c in enumerate(content)
+    ]
+    lines += [
+        json.dumps({"recordId": rid(80), "modelOutput": {"content": [], "usage": None}}),
+        json.dumps(
+            {"recordId": rid(81), "modelOutput": {"content": [], "usage": {"input_tokens": 2.0}}}
+        ),
+        json.dumps(
+            {"recordId": rid(82), "modelOutput": {"content": [], "usage": {"input_tokens": True}}}
+        ),
+        json.dumps(
+            {"recordId": rid(83), "modelOutput": {"content": [], "usage": {"output_tokens": "7"}}}
+        ),
+        # a lone surrogate: Python decodes it, Arrow does not
+        '{"recordId": "R0000000084", "modelOutput": {"content": [{"text": "\\ud83d"}]}}',
+    ]
+    return lines
+
+
+def line_by_line(results: Results, lines: list[Any]) -> OutputStats:
+    stats = OutputStats()
+    for line in lines:
+        results.add_line(line, stats)
+    return stats
+
+
+def same(a: Results, b: Results, rows: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(a.to_frame(rows), b.to_frame(rows))
+    assert a.answered.tolist() == b.answered.tolist()
+
+
+@pytest.mark.parametrize("block_bytes", [300, 4096, 1 << 20])
+@pytest.mark.parametrize(
+    ("adapter", "make", "extra"),
+    [
+        (CLAUDE, claude_line, claude_variants),
+        (NOVA, messages_line, list),
+        (CONVERSE, messages_line, list),
+    ],
+    ids=["claude", "nova", "converse"],
+)
+@pytest.mark.parametrize("form", ["str", "bytes", "file"])
+def test_blocks_read_as_line_by_line_would(
+    monkeypatch: pytest.MonkeyPatch,
+    adapter: Any,
+    make: Any,
+    extra: Any,
+    form: str,
+    block_bytes: int,
+) -> None:
+    monkeypatch.setattr(collecting, "BLOCK_BYTES", block_bytes)
+    rows = pd.DataFrame({"n": range(90)})
+    for seed in range(3):
+        lines = odd_lines(make) + extra()
+        random.Random(seed).shuffle(lines)
+        expected = Results(len(rows), adapter)
+        expected_stats = line_by_line(expected, lines)
+        got = Results(len(rows), adapter)
+        if form == "str":
+            stats = got.add_lines(lines)
+        elif form == "bytes":
+            stats = got.add_lines([line.encode("utf-8") for line in lines])
+        else:
+            stats = got.add_lines(io.BytesIO("\n".join(lines).encode("utf-8")))
+        assert stats == expected_stats
+        same(got, expected, rows)
+
+
+def test_a_clean_file_is_read_without_the_line_by_line_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lines = [claude_line(i, f"answer {i}", tokens=(i, i + 1)) for i in range(300)]
+    lines[7] = error_line(7, "content filtered")
+    random.Random(1).shuffle(lines)
+    calls: list[Any] = []
+    monkeypatch.setattr(Results, "add_line", lambda self, raw, stats: calls.append(raw))
+    results = Results(300, CLAUDE)
+    stats = results.add_lines(io.BytesIO(("\n".join(lines) + "\n").encode()))
+    assert calls == []
+    assert (stats.lines, stats.successes, stats.errors, stats.malformed) == (300, 299, 1, 0)
+    out = results.to_frame(pd.DataFrame({"n": range(300)}))
+    assert out["error"].iloc[7] == "400: content filtered" and out["response"].iloc[7] is None
+    assert out["response"].iloc[8] == "answer 8" and out["output_tokens"].iloc[8] == 9
+
+
+def test_one_damaged_line_in_a_block_takes_no_other_row_down() -> None:
+    lines = [claude_line(i, f"answer {i}") for i in range(50)]
+    lines[20] = lines[20][:100]
+    results = Results(50, CLAUDE)
+    stats = results.add_lines(io.BytesIO("\n".join(lines).encode()))
+    assert (stats.successes, stats.malformed) == (49, 1)
+    assert results.unanswered().tolist() == [20]
+
+
+def test_invalid_utf8_is_read_as_replacement_characters() -> None:
+    line = claude_line(0, "caf\u00e9").encode().replace("é".encode(), b"\xff")
+    results = Results(2, CLAUDE)
+    stats = results.add_lines(io.BytesIO(line + b"\n" + claude_line(1, "ok").encode()))
+    assert stats.successes == 2
+    assert results.to_frame(pd.DataFrame({"n": [0, 1]}))["response"].tolist() == ["caf\ufffd", "ok"]
+
+
+def test_our_record_ids_are_read_as_position_of_reads_them() -> None:
+    rids = [record_id(p) for p in (0, 1, 99, 12345, 9_999_999_999)]
+    rids += [
+        "R000000001",
+        "R00000000012",
+        "X0000000001",
+        "R00000000a1",
+        "r0000000001",
+        "R" + "\u0660" * 9 + "\u0661",
+    ]
+    for rid in rids:
+        line = json.dumps({"recordId": rid, "error": {"errorCode": 1, "errorMessage": "m"}})
+        expected = Results(20_000, CLAUDE)
+        expected_stats = line_by_line(expected, [line])
+        got = Results(20_000, CLAUDE)
+        assert got.add_lines(io.BytesIO(line.encode())) == expected_stats, rid
+        assert got.errors == expected.errors, rid
+
+
+def test_a_text_file_and_a_lone_surrogate_are_read_line_by_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(collecting, "BLOCK_BYTES", 500)
+    lines = [claude_line(i, f"answer {i}") for i in range(6)]
+    lines[2] = claude_line(2, "lone \ud83d surrogate")
+    results = Results(6, CLAUDE)
+    stats = results.add_lines(io.StringIO("\n".join(lines)))
+    assert stats.successes == 6
+    assert results.to_frame(pd.DataFrame({"n": range(6)}))["response"].iloc[2].startswith("lone")
+    results = Results(6, CLAUDE)
+    assert results.add_lines(lines).successes == 6
+
+
+def test_parquet_dictionary_only_where_values_repeat(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {
+            "unique_text": [f"response number {i} " * 5 for i in range(40)],
+            "label": ["yes", "no"] * 20,
+            "embedding": [[float(i), 0.5] for i in range(40)],
+        }
+    )
+    path = tmp_path / "out.parquet"
+    write_parquet(frame, path, batch_rows=15)
+    meta = pq.ParquetFile(path).metadata
+    assert meta.num_row_groups == 3
+    encodings = {
+        meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i).encodings
+        for i in range(meta.num_columns)
+    }
+    assert "RLE_DICTIONARY" in encodings["label"]
+    assert "RLE_DICTIONARY" not in encodings["unique_text"]
+    back = pd.read_parquet(path)
+    assert back["unique_text"].tolist() == frame["unique_text"].tolist()
+    assert back["label"].tolist() == frame["label"].tolist()
+    assert [list(v) for v in back["embedding"]] == frame["embedding"].tolist()
