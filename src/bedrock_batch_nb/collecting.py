@@ -199,14 +199,27 @@ class Results:
         """Positions of the rows without a successful answer (failed or missing)."""
         return np.flatnonzero(~self.answered)
 
-    def to_frame(self, rows: pd.DataFrame) -> pd.DataFrame:
-        """The input rows (index and columns as given) with the result columns after them."""
+    def to_frame(self, rows: pd.DataFrame, start: int = 0) -> pd.DataFrame:
+        """The input rows (index and columns as given) with the result columns after them;
+        ``rows`` may be the slice of the input that starts at position ``start``."""
+        stop = start + len(rows)
         out: pd.DataFrame = rows.copy()
-        out[self.value_column] = pd.Series(self.values, index=rows.index, dtype=object)
-        out["error"] = pd.Series(self.errors, index=rows.index, dtype=object)
-        out["input_tokens"] = pd.array(_as_int(self.input_tokens), dtype="Int64")
-        out["output_tokens"] = pd.array(_as_int(self.output_tokens), dtype="Int64")
+        out[self.value_column] = pd.Series(self.values[start:stop], index=rows.index, dtype=object)
+        out["error"] = pd.Series(self.errors[start:stop], index=rows.index, dtype=object)
+        out["input_tokens"] = pd.array(_as_int(self.input_tokens[start:stop]), dtype="Int64")
+        out["output_tokens"] = pd.array(_as_int(self.output_tokens[start:stop]), dtype="Int64")
         return out
+
+    def arrow_types(self) -> dict[str, pa.DataType]:
+        """The result columns' Arrow types (so that a file written a batch at a time has one
+        schema even when its first batch holds no answer or no error)."""
+        value = pa.list_(pa.float64()) if self.adapter.kind == "embedding" else pa.string()
+        return {
+            self.value_column: value,
+            "error": pa.string(),
+            "input_tokens": pa.int64(),
+            "output_tokens": pa.int64(),
+        }
 
 
 PARQUET_BATCH_ROWS = 10_000

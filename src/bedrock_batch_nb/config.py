@@ -64,6 +64,9 @@ class RunConfig:
     on_demand_fallback: bool = False
     """Retry failed records with on-demand calls when they are fewer than a job's minimum."""
     max_records_total: int | None = None
+    max_frame_rows: int = 1_000_000
+    """Above this many rows, results stream to a Parquet file and ``wait()`` returns a
+    ``pyarrow.dataset.Dataset`` over it instead of one DataFrame."""
     bucket: str | None = None
     role_arn: str | None = None
     s3_prefix: str = "bedrock-batch"
@@ -130,6 +133,8 @@ class RunConfig:
             p.append("max_concurrent_jobs must be at least 1.")
         if self.max_record_retries < 0:
             p.append("max_record_retries must be 0 or more.")
+        if self.max_frame_rows < 0:
+            p.append("max_frame_rows must be 0 or more.")
         if self.max_records_total is not None and self.max_records_total < 1:
             p.append("max_records_total must be at least 1 (or None for every row).")
         if self.max_tokens < 1:

@@ -15,15 +15,15 @@ import html
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
+import pandas as pd
 import tqdm.auto
 import tqdm.notebook
 import tqdm.std
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from .orchestrator import JobState, RunStatus
     from .run import BatchRun
 
@@ -140,6 +140,38 @@ def timeline_html(status: RunStatus) -> str:
     return f"<div class='bedrock-batch-timeline'><b>Timeline</b> ({span:.1f}s){''.join(rows)}</div>"
 
 
+@dataclass(frozen=True)
+class ResultSummary:
+    """What is shown of a run's result: its first rows, size and rows without an answer
+    (read from the file, a batch at a time, for a large run's dataset)."""
+
+    head: pd.DataFrame
+    rows: int
+    columns: int
+    failed: int
+
+    @property
+    def shape(self) -> str:
+        return f"{self.rows:,} rows x {self.columns} columns"
+
+    @classmethod
+    def of(cls, result: Any, head: int = 10) -> ResultSummary:
+        if isinstance(result, pd.DataFrame):
+            failed = int(result["error"].notna().sum()) if "error" in result else 0
+            return cls(result.head(head), len(result), result.shape[1], failed)
+        import pyarrow.dataset as pa_dataset
+
+        index = (result.schema.pandas_metadata or {}).get("index_columns", [])
+        names = [n for n in result.schema.names if n not in index]
+        failed = (
+            result.count_rows(filter=pa_dataset.field("error").is_valid())
+            if "error" in names
+            else 0
+        )
+        first: pd.DataFrame = result.head(head).to_pandas()
+        return cls(first, result.count_rows(), len(names), failed)
+
+
 def frame_html(frame: pd.DataFrame, rows: int = 10) -> str:
     """A DataFrame's first rows as an HTML table (long texts and embeddings shortened)."""
     head = frame.head(rows).copy()
@@ -250,13 +282,14 @@ class RunProgress:
                 parts += [jobs_text(status), timeline_text(status)]
             self._write("\n".join(parts))
 
-    def show_result(self, frame: pd.DataFrame, name: str | None = None) -> None:
+    def show_result(self, result: Any, name: str | None = None) -> None:
         """Show the result table and the variable it was bound to (any thread)."""
-        shape = f"{len(frame):,} rows x {frame.shape[1]} columns"
+        summary = ResultSummary.of(result, head=5)
+        shape = summary.shape
         where = f" bound to <code>{html.escape(name)}</code>" if name else ""
         if self.widgets:
             self.result.value = (
-                f"<div><b>Result</b> ({shape}){where}</div>{frame_html(frame, rows=5)}"
+                f"<div><b>Result</b> ({shape}){where}</div>{frame_html(summary.head, rows=5)}"
             )
         else:
             self._write(f"Result ({shape})" + (f" bound to {name}" if name else ""))

@@ -15,16 +15,20 @@ import concurrent.futures
 import contextlib
 import json
 import secrets
+import shutil
 import threading
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as pa_dataset
+import pyarrow.parquet as pq
 from pyarrow import ArrowException as ArrowError
 
 from . import journal
@@ -47,6 +51,8 @@ from .staging import RecordBuilder, RunLayout, put_jsonl, put_options
 from .validation import LengthChecks, ValueChecks, check_columns, check_index, check_rows
 
 Listener = Callable[[RunStatus], None]
+Result: TypeAlias = pd.DataFrame | pa_dataset.Dataset
+"""What a finished run returns: one DataFrame, or for a large run a dataset over its file."""
 STAGE_CONCURRENCY = 8
 """Jobs whose input files are held at once: one being built (in input order, one at a time:
 it is CPU work, and the rows are read in order), the others uploading."""
@@ -136,14 +142,14 @@ class BatchRun:
         self._layout: RunLayout | None = None
         self._listeners: list[Listener] = []
         self._status = RunStatus(self.run_id, "created", 0)
-        self._future: concurrent.futures.Future[pd.DataFrame] | None = None
+        self._future: concurrent.futures.Future[Result] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._orchestrator: Orchestrator | None = None
         self._stop = threading.Event()
         self._jobs: list[JobState] = []
         self._resumed = False
         self._created_at = time.time()
-        self.result: pd.DataFrame | None = None
+        self.result: Result | None = None
         """The joined DataFrame, once the run has finished (or what finished, if it failed)."""
         self.error: BaseException | None = None
         """Why the run failed, once it has."""
@@ -510,7 +516,7 @@ class BatchRun:
             with contextlib.suppress(Exception):  # a display problem must never stop a run
                 fn(self)
 
-    async def _main(self, clients: Clients, spec: SubmitSpec, prepared: Prepared) -> pd.DataFrame:
+    async def _main(self, clients: Clients, spec: SubmitSpec, prepared: Prepared) -> Result:
         self._loop = asyncio.get_running_loop()
         self._journal_task = None
         results = Results(self.source.num_rows, self.adapter)
@@ -565,8 +571,7 @@ class BatchRun:
         for job in self._jobs:
             if job.status == PENDING:
                 results.mark_unanswered(job.rows(), "Not submitted: the run was stopped.")
-        frame = results.to_frame(self.source.frame())
-        note = await asyncio.to_thread(self._write_results, clients, frame)
+        frame, note = await asyncio.to_thread(self._finish_results, clients, results)
         if failure is not None:
             self.result = frame
             await self._save_journal(clients, "failed", wait=True)
@@ -771,6 +776,56 @@ class BatchRun:
             except Exception as exc:  # the run goes on; resume falls back to job names
                 self._publish(None, note=f"The run's journal was not saved: {describe_error(exc)}")
 
+    def _finish_results(self, clients: Clients, results: Results) -> tuple[Result, str]:
+        """The joined results, written to S3: one DataFrame, or for more than
+        ``max_frame_rows`` rows a Parquet file written a batch at a time (never one
+        DataFrame) and a dataset over it."""
+        if self.source.num_rows <= self.config.max_frame_rows:
+            frame = results.to_frame(self.source.frame())
+            return frame, self._write_results(clients, frame)
+        path = self.local_results_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._stream_results(results, str(path))
+        except (TypeError, ValueError, ArrowError) as exc:  # a column pyarrow cannot store
+            raise BatchRunError(
+                f"The results could not be written as Parquet ({exc}); the jobs' outputs are "
+                f"under {self.layout.output_uri}."
+            ) from exc
+        clients.s3.upload_file(
+            str(path), self.layout.bucket, self.layout.results_key, ExtraArgs=self._put or None
+        )
+        return pa_dataset.dataset(str(path), format="parquet"), (
+            f"{self.source.num_rows:,} rows (over max_frame_rows): results written to "
+            f"{self.layout.results_uri} and {path}; wait() returns a pyarrow dataset over them "
+            "(run.iter_batches() reads them a batch at a time)."
+        )
+
+    @property
+    def local_results_path(self) -> Path:
+        """Where a large run's results file is kept on this machine."""
+        return journal.cache_dir() / self.run_id / "results.parquet"
+
+    def _stream_results(self, results: Results, path: str) -> None:
+        types = results.arrow_types()
+        writer: pq.ParquetWriter | None = None
+        schema: pa.Schema | None = None
+        total = self.source.num_rows
+        try:
+            for start in range(0, total, PARQUET_BATCH_ROWS):
+                rows = self.source.read(start, min(start + PARQUET_BATCH_ROWS, total))
+                part = results.to_frame(rows, start)
+                if schema is None:
+                    schema = pa.Schema.from_pandas(part, preserve_index=True)
+                    for name, kind in types.items():
+                        schema = schema.set(schema.get_field_index(name), pa.field(name, kind))
+                    writer = pq.ParquetWriter(path, schema)
+                assert writer is not None
+                writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=True))
+        finally:
+            if writer is not None:
+                writer.close()
+
     def _write_results(self, clients: Clients, frame: pd.DataFrame) -> str:
         try:
             upload_parquet(
@@ -784,6 +839,14 @@ class BatchRun:
         """Write the finished run's results to a local path or an ``s3://`` URI, a row group
         of ``batch_rows`` rows at a time; return where."""
         frame = self._finished_result()
+        if not isinstance(frame, pd.DataFrame):  # a large run: its file, as written
+            local = self.local_results_path
+            if path.startswith("s3://"):
+                bucket, key = parse_s3_uri(path)
+                self.clients.s3.upload_file(str(local), bucket, key, ExtraArgs=self._put or None)
+            else:
+                shutil.copyfile(local, path)
+            return path
         if path.startswith("s3://"):
             bucket, key = parse_s3_uri(path)
             upload_parquet(self.clients.s3, frame, bucket, key, self._put, batch_rows=batch_rows)
@@ -792,26 +855,40 @@ class BatchRun:
         return path
 
     def iter_batches(self, batch_rows: int = PARQUET_BATCH_ROWS) -> Iterator[pd.DataFrame]:
-        """The finished run's results, ``batch_rows`` rows at a time, in input order."""
+        """The finished run's results, ``batch_rows`` rows at a time, in input order (read
+        from the results file for a large run)."""
         frame = self._finished_result()
+        if not isinstance(frame, pd.DataFrame):
+            schema = frame.schema
+            pending = pa.Table.from_batches([], schema=schema)
+            for batch in frame.to_batches(batch_size=batch_rows):
+                pending = pa.concat_tables([pending, pa.Table.from_batches([batch])])
+                while pending.num_rows >= batch_rows:
+                    part: pd.DataFrame = pending.slice(0, batch_rows).to_pandas()
+                    yield part
+                    pending = pending.slice(batch_rows)
+            if pending.num_rows:
+                yield pending.to_pandas()
+            return
         for start in range(0, len(frame), batch_rows):
             yield frame.iloc[start : start + batch_rows]
 
-    def _finished_result(self) -> pd.DataFrame:
+    def _finished_result(self) -> Result:
         if self.result is None:
             raise BatchRunError(
                 f"Run {self.run_id} has no results yet: wait() for it (or resume it) first."
             )
         return self.result
 
-    def wait(self, timeout: float | None = None) -> pd.DataFrame:
-        """Block until the run ends and return the joined DataFrame."""
+    def wait(self, timeout: float | None = None) -> Result:
+        """Block until the run ends and return the joined DataFrame (for more than
+        ``max_frame_rows`` rows, a ``pyarrow.dataset.Dataset`` over the results file)."""
         if self._future is None:
             self.start()
         assert self._future is not None
         return self._future.result(timeout)
 
-    def __await__(self) -> Generator[Any, None, pd.DataFrame]:
+    def __await__(self) -> Generator[Any, None, Result]:
         if self._future is None:
             self.start()
         assert self._future is not None

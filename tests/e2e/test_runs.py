@@ -308,3 +308,43 @@ def test_large_results_stream_to_parquet_and_in_batches(aws: LocalBedrock, tmp_p
     batches = list(run.iter_batches(100))
     assert [len(b) for b in batches] == [100, 100, 50]
     pd.testing.assert_frame_equal(pd.concat(batches), out)
+
+
+def test_a_run_over_max_frame_rows_returns_a_dataset_over_its_file(
+    aws: LocalBedrock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow.dataset as pa_dataset
+
+    from bedrock_batch_nb import run as run_module
+
+    monkeypatch.setenv("BEDROCK_BATCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(run_module, "PARQUET_BATCH_ROWS", 64)  # several row groups
+    df = topics(250)
+    df.loc["row-7", "topic"] = "BROKEN"
+    aws.faults.fail_text_containing = "BROKEN"  # a per-record error line
+    template = "Joke about {topic}"
+    run = BatchRun(df, CLAUDE, template, max_frame_rows=100, max_record_retries=0, **FAST)
+    seen = [run.status().note]
+    run.add_listener(lambda status: seen.append(status.note))
+    result = run.wait(timeout=60)
+    assert isinstance(result, pa_dataset.Dataset) and result.count_rows() == 250
+    assert any("over max_frame_rows" in (note or "") for note in seen)
+
+    batches = list(run.iter_batches(100))
+    assert [len(b) for b in batches] == [100, 100, 50]
+    out = pd.concat(batches)
+    assert out.index.equals(df.index)  # the DataFrame's own index, in input order
+    answered = out.drop(index="row-7")
+    answers_match_prompts(answered, df.drop(index="row-7"), "Joke about {topic}")
+    assert out.loc["row-7", "error"] and pd.isna(out.loc["row-7", "response"])
+
+    on_s3 = boto3.client("s3").get_object(Bucket=aws.bucket, Key=run.layout.results_key)
+    pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(on_s3["Body"].read())), out)
+    local = run.to_parquet(str(tmp_path / "copy.parquet"))
+    pd.testing.assert_frame_equal(pd.read_parquet(local), out)
+
+    from bedrock_batch_nb.progress import ResultSummary  # what the magic and the form show
+
+    summary = ResultSummary.of(result)
+    assert (summary.rows, summary.columns, summary.failed) == (250, 6, 1)
+    pd.testing.assert_frame_equal(summary.head, out.head(10))

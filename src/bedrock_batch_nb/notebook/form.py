@@ -21,7 +21,7 @@ import pandas as pd
 from ..errors import BatchInputError, BedrockBatchError
 from ..models import resolve_adapter
 from ..pricing import estimate
-from ..progress import RunProgress, frame_html
+from ..progress import ResultSummary, RunProgress, frame_html
 from ..run import BatchRun
 from ._data import columns_of, resolve_data, variable_name
 
@@ -103,7 +103,7 @@ class BatchForm:
         self.namespace: dict[str, Any] = namespace if namespace is not None else {}
         self.options = options
         self.run: BatchRun | None = None
-        self.result: pd.DataFrame | None = None
+        self.result: Any = None
         self.preview_frame: pd.DataFrame | None = None
         self.progress: RunProgress | None = None
         self.state = "idle"
@@ -448,21 +448,21 @@ class BatchForm:
             if out:
                 self.namespace[out] = frame
                 where = f", bound to <code>{html.escape(out)}</code>"
+            summary = ResultSummary.of(frame)
             self.result_table.value = (
-                f"<b>Result</b> ({len(frame):,} rows x {frame.shape[1]} columns{where})"
-                f"{frame_html(frame)}"
+                f"<b>Result</b> ({summary.shape}{where}){frame_html(summary.head)}"
             )
-            failed = int(frame["error"].notna().sum()) if "error" in frame else 0
+            failed = summary.failed
             self._say_html(
                 f"{html.escape(run.run_id)} {html.escape(self.state)}: "
-                f"{len(frame) - failed:,} answered, {failed:,} without an answer{where}.",
+                f"{summary.rows - failed:,} answered, {failed:,} without an answer{where}.",
                 "ok" if not failed else "warning",
             )
         finally:
             self.launch_button.disabled = False
             self.stop_button.disabled = True
 
-    def wait(self, timeout: float | None = None) -> pd.DataFrame | None:
+    def wait(self, timeout: float | None = None) -> Any:
         """Block until the launched run is finished and shown; return its result."""
         if self._waiter is not None:
             self._waiter.join(timeout)

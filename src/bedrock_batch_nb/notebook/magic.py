@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
-import pandas as pd
 from IPython.core import magic as _magic
 from IPython.core import magic_arguments as _margs
 from IPython.core.error import UsageError
@@ -389,7 +388,7 @@ class BedrockBatchMagic(Magics):
         run.add_done_callback(finish)
         return None if out is not None else run
 
-    def _bind(self, frame: pd.DataFrame, out: str | None, display: RunProgress | None) -> None:
+    def _bind(self, frame: Any, out: str | None, display: RunProgress | None) -> None:
         if out is not None:
             self.namespace[out] = frame
         if display is not None:
