@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import random
 
+import pyarrow as pa
 import pytest
 
+from bedrock_batch_nb import staging
 from bedrock_batch_nb.models import InferenceParams, resolve_adapter
 from bedrock_batch_nb.staging import RecordBuilder, jsonl_body, position_of
 
@@ -26,9 +28,12 @@ def builder() -> RecordBuilder:
     )
 
 
+@pytest.mark.parametrize("piece_bytes", [1, 50, 1 << 18])  # escaped this much at a time
 def test_whole_file_escaping_matches_json_for_ordinary_text(
-    builder: RecordBuilder, monkeypatch: pytest.MonkeyPatch
+    builder: RecordBuilder, monkeypatch: pytest.MonkeyPatch, piece_bytes: int
 ) -> None:
+    monkeypatch.setattr(staging, "_PIECE_BYTES", piece_bytes)
+
     def per_record(*args: object) -> bytes:
         raise AssertionError("ordinary text must not need the per-record path")
 
@@ -39,14 +44,17 @@ def test_whole_file_escaping_matches_json_for_ordinary_text(
         positions = rng.sample(range(10**9), len(texts))
         body = builder.body(texts, positions)
         assert body == jsonl_body(builder.lines(texts, positions))
+        assert builder.body(pa.array(texts, pa.string()), positions) == body
         records = [json.loads(line) for line in body.decode().splitlines()]
         assert [position_of(r["recordId"]) for r in records] == positions
         assert [r["modelInput"]["messages"][0]["content"][0]["text"] for r in records] == texts
 
 
+@pytest.mark.parametrize("piece_bytes", [1, 50, 1 << 18])
 def test_texts_with_other_control_characters_take_the_per_record_path(
-    builder: RecordBuilder,
+    builder: RecordBuilder, monkeypatch: pytest.MonkeyPatch, piece_bytes: int
 ) -> None:
+    monkeypatch.setattr(staging, "_PIECE_BYTES", piece_bytes)
     rng = random.Random(11)
     for _ in range(100):
         texts = random_texts(rng, ORDINARY + CONTROL, rng.randint(1, 20))

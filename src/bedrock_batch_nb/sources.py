@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import tempfile
 import threading
 import weakref
@@ -251,7 +252,9 @@ class ParquetSource(RowSource):
     def _open(self, start: int, names: list[str]) -> None:
         group = int(np.searchsorted(self._group_starts, start, side="right")) - 1
         groups = list(range(group, self._file.metadata.num_row_groups))
-        self._stream = iter(
+        if isinstance(self._stream, _ReadAhead):
+            self._stream.close()
+        self._stream = _ReadAhead(
             self._file.iter_batches(batch_size=BATCH_ROWS, row_groups=groups, columns=names)
         )
         self._stream_key = tuple(names)
@@ -326,6 +329,61 @@ class ParquetSource(RowSource):
         else:
             with super().parquet_file() as path:
                 yield path
+
+
+class _ReadAhead(Iterator[pa.RecordBatch]):
+    """Batches decoded on a thread, ``depth`` ahead of the reader: Parquet decoding runs
+    without the GIL, so it overlaps with what is done to the batch before (rendering and
+    building records)."""
+
+    def __init__(self, batches: Iterator[pa.RecordBatch], depth: int = 2) -> None:
+        self._queue: queue.Queue[pa.RecordBatch | BaseException | None] = queue.Queue(depth)
+        self._closed = threading.Event()
+        self._done = False
+        self._thread = threading.Thread(
+            target=self._fill, args=(batches,), name="parquet-read-ahead", daemon=True
+        )
+        self._thread.start()
+
+    def _fill(self, batches: Iterator[pa.RecordBatch]) -> None:
+        item: pa.RecordBatch | BaseException | None
+        try:
+            for item in batches:
+                while not self._closed.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._closed.is_set():
+                    return
+            item = None
+        except BaseException as exc:  # raised in the reader's thread instead
+            item = exc
+        while not self._closed.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __next__(self) -> pa.RecordBatch:
+        if self._done:
+            raise StopIteration
+        item = self._queue.get()
+        if item is None:
+            self._done = True
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def __del__(self) -> None:
+        self._closed.set()
 
 
 def open_source(

@@ -27,6 +27,10 @@ from .models import InferenceParams, ModelAdapter
 RECORD_ID_PREFIX = "R"
 _ID_DIGITS = 10
 _POWERS = 10 ** np.arange(_ID_DIGITS - 1, -1, -1, dtype=np.int64)
+_PIECE_BYTES = 256 * 1024
+"""Bytes of text escaped at a time (the passes over it stay in the CPU cache)."""
+_ORDINARY = bytes(range(0x20, 0x100)) + b"\t\n\r"
+"""Bytes that need no escape or are escaped in bulk (everything but the other controls)."""
 _MARKER = "@@bedrock-batch-nb:text@@"
 
 
@@ -130,52 +134,64 @@ class RecordBuilder:
     def body(self, texts: Iterable[str] | pa.Array, positions: Iterable[int]) -> bytes:
         """The JSONL file of these records: the same bytes as ``jsonl_body(lines(...))``.
 
-        The texts are escaped all at once: joined with NUL bytes, encoded, and the five
-        characters JSON escapes in ordinary text (quote, backslash, newline, carriage
-        return, tab) replaced over the whole buffer; each NUL then becomes the end of one
-        record and the start of the next, whose ten-digit id is written in place with
-        numpy.  Texts with other control characters take the per-record path."""
-        if isinstance(texts, pa.ChunkedArray | pa.Array):
-            arrow: pa.Array | None = texts
-            count = len(texts)
-        else:
-            arrow = None
-            texts = texts if isinstance(texts, list) else list(texts)
-            count = len(texts)
+        The texts are escaped in bulk: each one ended by a NUL byte and encoded (straight
+        from Arrow's buffer for an Arrow array), then, a few hundred KiB at a time (so that
+        every pass stays in the CPU cache and no large buffer is allocated per pass), the
+        five characters JSON escapes in ordinary text (quote, backslash, newline, carriage
+        return, tab) are replaced, each NUL becomes the end of one record and the start of
+        the next, and the ten-digit ids are written in place with numpy.  Texts with other
+        control characters take the per-record path."""
         if self._parts is None:
             return jsonl_body(self.lines(_as_list(texts), positions))
-        ids = np.fromiter(positions, dtype=np.int64, count=count)
-        if not count:
-            return b""
         head, tail = self._parts
         start = f'{{"recordId":"{RECORD_ID_PREFIX}'.encode()
         mid = f'","modelInput":{head}'.encode()
+        prefix = start + b"\x00" * _ID_DIGITS + mid
         end = f"{tail}}}\n".encode()
-        joined = _nul_joined(arrow) if arrow is not None else "\x00".join(texts).encode("utf-8")
-        texts_count = count
-        controls = np.frombuffer(joined, dtype=np.uint8)
-        controls = controls[controls < 0x20]
-        if np.count_nonzero(controls == 0) != texts_count - 1 or np.count_nonzero(
-            (controls != 0) & (controls != 0x09) & (controls != 0x0A) & (controls != 0x0D)
-        ):
+        if not isinstance(texts, pa.ChunkedArray | pa.Array):
+            listed = texts if isinstance(texts, list) else list(texts)
+            try:
+                texts = pa.array(listed, pa.large_string())
+            except (pa.ArrowException, UnicodeError):  # not all str, or not encodable
+                ids = np.fromiter(positions, dtype=np.int64, count=len(listed))
+                return self._body_per_record(listed, ids, start, mid, end)
+        count = len(texts)
+        ids = np.fromiter(positions, dtype=np.int64, count=count)
+        if not count:
+            return b""
+        if (ids >= 10**_ID_DIGITS).any():
             return self._body_per_record(_as_list(texts), ids, start, mid, end)
-        escaped = (
-            joined.replace(b"\\", b"\\\\")
-            .replace(b'"', b'\\"')
-            .replace(b"\n", b"\\n")
-            .replace(b"\r", b"\\r")
-            .replace(b"\t", b"\\t")
-        )
-        blank_id = b"\x00" * _ID_DIGITS
-        out = bytearray(start + blank_id + mid)
-        out += escaped.replace(b"\x00", end + start + blank_id + mid)
-        out += end
-        buffer = np.frombuffer(out, dtype=np.uint8)
-        holes = np.flatnonzero(buffer == 0)
-        if len(holes) != _ID_DIGITS * texts_count or (ids >= 10**_ID_DIGITS).any():
-            return self._body_per_record(_as_list(texts), ids, start, mid, end)
-        buffer[holes] = (ids[:, None] // _POWERS % 10 + ord("0")).astype(np.uint8).ravel()
-        return bytes(out)
+        data, offsets = _nul_ended(texts)
+        # Pieces of whole records, about _PIECE_BYTES each.
+        cuts = np.searchsorted(offsets, np.arange(offsets[0], offsets[-1], _PIECE_BYTES))
+        cuts = np.unique(np.append(cuts, count))
+        pieces: list[bytes] = []
+        first = 0
+        for last in cuts.tolist():
+            if last <= first:
+                continue
+            piece = data[int(offsets[first]) : int(offsets[last])].tobytes()
+            controls = piece.translate(None, _ORDINARY)
+            if len(controls) != last - first or controls.strip(b"\x00"):
+                # a NUL or another control character inside a text
+                return self._body_per_record(_as_list(texts), ids, start, mid, end)
+            escaped = (
+                piece.replace(b"\\", b"\\\\")
+                .replace(b'"', b'\\"')
+                .replace(b"\n", b"\\n")
+                .replace(b"\r", b"\\r")
+                .replace(b"\t", b"\\t")
+            )
+            out = bytearray(prefix)
+            out += escaped.replace(b"\x00", end + prefix)
+            del out[-len(prefix) :]
+            buffer = np.frombuffer(out, dtype=np.uint8)
+            digits = ids[first:last, None] // _POWERS % 10 + ord("0")
+            buffer[np.flatnonzero(buffer == 0)] = digits.astype(np.uint8).ravel()
+            del buffer
+            pieces.append(bytes(out))
+            first = last
+        return b"".join(pieces)
 
     @staticmethod
     def _body_per_record(
@@ -198,8 +214,9 @@ def _as_list(texts: Iterable[str] | pa.Array) -> list[str]:
     return texts if isinstance(texts, list) else list(texts)
 
 
-def _nul_joined(texts: pa.Array | pa.ChunkedArray) -> bytes:
-    """The texts' UTF-8 bytes with a NUL between each two, straight from Arrow's buffers."""
+def _nul_ended(texts: pa.Array | pa.ChunkedArray) -> tuple[memoryview, np.ndarray]:
+    """The texts' UTF-8 bytes, each ended by a NUL, straight from Arrow's buffers, and
+    where each text starts (one more offset for the end)."""
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
     large = pa.large_string()
@@ -208,7 +225,7 @@ def _nul_joined(texts: pa.Array | pa.ChunkedArray) -> bytes:
     )
     _, offsets, data = ended.buffers()
     bounds = np.frombuffer(offsets, dtype=np.int64)[ended.offset : ended.offset + len(ended) + 1]
-    return memoryview(data)[int(bounds[0]) : int(bounds[-1]) - 1].tobytes()
+    return memoryview(data), bounds
 
 
 def put_options(kms_key_id: str | None, bucket_owner: str | None) -> dict[str, Any]:
