@@ -17,7 +17,7 @@ import queue
 import tempfile
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -219,10 +219,7 @@ class ParquetSource(RowSource):
     def __init__(self, path: str, limit: int | None = None, *, keep: Any = None) -> None:
         self.path = path
         self._keep = keep  # what must live as long as the source (a temporary file)
-        # Without pre-buffering (with it, the reader keeps every column chunk it has read
-        # until the file is closed, and memory grows with the file), through a 4 MiB read
-        # buffer (without one, pages are read a small piece at a time, three times slower).
-        self._file = pq.ParquetFile(path, pre_buffer=False, buffer_size=4 * 2**20)
+        self._file = self._open_file()
         meta = self._file.metadata
         schema = self._file.schema_arrow
         pandas_meta = schema.pandas_metadata or {}
@@ -246,6 +243,12 @@ class ParquetSource(RowSource):
     def index(self) -> pd.Index:
         return self._index
 
+    def _open_file(self) -> pq.ParquetFile:
+        # Without pre-buffering (with it, the reader keeps every column chunk it has read
+        # until the file is closed, and memory grows with the file), through a 4 MiB read
+        # buffer (without one, pages are read a small piece at a time, three times slower).
+        return pq.ParquetFile(self.path, pre_buffer=False, buffer_size=4 * 2**20)
+
     def _names(self, columns: Sequence[str] | None) -> list[str]:
         return self.columns if columns is None else [c for c in self.columns if c in columns]
 
@@ -254,9 +257,7 @@ class ParquetSource(RowSource):
         groups = list(range(group, self._file.metadata.num_row_groups))
         if isinstance(self._stream, _ReadAhead):
             self._stream.close()
-        self._stream = _ReadAhead(
-            self._file.iter_batches(batch_size=BATCH_ROWS, row_groups=groups, columns=names)
-        )
+        self._stream = _ReadAhead(self._open_file, groups, names)
         self._stream_key = tuple(names)
         self._pos = int(self._group_starts[group])
         self._pending = None
@@ -331,53 +332,80 @@ class ParquetSource(RowSource):
                 yield path
 
 
+_END = object()
+"""Put by a read-ahead worker after the last batch of a row group."""
+
+
 class _ReadAhead(Iterator[pa.RecordBatch]):
-    """Batches decoded on a thread, ``depth`` ahead of the reader: Parquet decoding runs
-    without the GIL, so it overlaps with what is done to the batch before (rendering and
-    building records)."""
+    """A Parquet file's batches, in order, decoded ahead of the reader by ``workers``
+    threads, each with its own reader, taking the row groups in turn: decoding runs
+    without the GIL, so it overlaps with what is done to the batch before (checking,
+    rendering and building records) and with the other worker's decoding.  Each worker
+    holds at most ``depth`` batches."""
 
-    def __init__(self, batches: Iterator[pa.RecordBatch], depth: int = 2) -> None:
-        self._queue: queue.Queue[pa.RecordBatch | BaseException | None] = queue.Queue(depth)
+    def __init__(
+        self,
+        open_file: Callable[[], pq.ParquetFile],
+        groups: list[int],
+        names: list[str],
+        *,
+        workers: int = 2,
+        depth: int = 2,
+    ) -> None:
+        self._groups = len(groups)
+        self._workers = max(1, min(workers, len(groups)))
+        self._queues: list[queue.Queue[Any]] = [queue.Queue(depth) for _ in range(self._workers)]
         self._closed = threading.Event()
-        self._done = False
-        self._thread = threading.Thread(
-            target=self._fill, args=(batches,), name="parquet-read-ahead", daemon=True
-        )
-        self._thread.start()
+        self._group = 0  # the row group being read (index into ``groups``)
+        for w in range(self._workers):
+            threading.Thread(
+                target=self._fill,
+                args=(w, open_file, groups[w :: self._workers], names),
+                name=f"parquet-read-ahead-{w}",
+                daemon=True,
+            ).start()
 
-    def _fill(self, batches: Iterator[pa.RecordBatch]) -> None:
-        item: pa.RecordBatch | BaseException | None
-        try:
-            for item in batches:
-                while not self._closed.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self._closed.is_set():
-                    return
-            item = None
-        except BaseException as exc:  # raised in the reader's thread instead
-            item = exc
+    def _put(self, worker: int, item: Any) -> bool:
         while not self._closed.is_set():
             try:
-                self._queue.put(item, timeout=0.1)
-                return
+                self._queues[worker].put(item, timeout=0.1)
+                return True
             except queue.Full:
                 continue
+        return False
+
+    def _fill(
+        self,
+        worker: int,
+        open_file: Callable[[], pq.ParquetFile],
+        groups: list[int],
+        names: list[str],
+    ) -> None:
+        try:
+            reader = open_file()
+            for group in groups:
+                for batch in reader.iter_batches(
+                    batch_size=BATCH_ROWS, row_groups=[group], columns=names, use_threads=False
+                ):
+                    if not self._put(worker, batch):
+                        return
+                if not self._put(worker, _END):
+                    return
+        except BaseException as exc:  # raised in the reader's thread instead
+            self._put(worker, exc)
 
     def __next__(self) -> pa.RecordBatch:
-        if self._done:
-            raise StopIteration
-        item = self._queue.get()
-        if item is None:
-            self._done = True
-            raise StopIteration
-        if isinstance(item, BaseException):
-            self._done = True
-            raise item
-        return item
+        while self._group < self._groups:
+            item = self._queues[self._group % self._workers].get()
+            if item is _END:
+                self._group += 1
+                continue
+            if isinstance(item, BaseException):
+                self._group = self._groups
+                raise item
+            batch: pa.RecordBatch = item
+            return batch
+        raise StopIteration
 
     def close(self) -> None:
         self._closed.set()
