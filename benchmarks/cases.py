@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import traceback
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -398,43 +399,46 @@ def ideal_makespan(durations: list[float], cap: int) -> float:
 
 
 def case_orchestrate(size: int, args: argparse.Namespace) -> dict[str, Any]:
-    """``size`` jobs of 100 records, ``--cap`` at once, each lasting about ``--job-seconds``."""
+    """``size`` jobs of 100 records, ``--cap`` at once, each lasting about ``--job-seconds``,
+    against the emulator in another process (as a notebook reaches a remote Bedrock)."""
     per_job = 100
     fixed = 0.05
-    timings = JobTimings(
-        submitted=fixed,
-        validating=fixed,
-        scheduled=fixed,
-        records_per_second=per_job / args.job_seconds,
-        min_in_progress=0.05,
-    )
-    nominal = 3 * fixed + max(timings.min_in_progress, per_job / timings.records_per_second)
+    timings = {
+        "submitted": fixed,
+        "validating": fixed,
+        "scheduled": fixed,
+        "records_per_second": per_job / args.job_seconds,
+        "min_in_progress": 0.05,
+    }
+    nominal = 3 * fixed + max(timings["min_in_progress"], args.job_seconds)
     rows = pd.DataFrame({"topic": [f"topic number {i}" for i in range(size * per_job)]})
-    with LocalBedrock(timings=timings, quota=max(args.cap, 20)) as lb:
-        os.environ.update(lb.env)
+    with emulator_process(timings=timings, quota=max(args.cap, 20)) as env:
+        os.environ.update(env)
         boto3.DEFAULT_SESSION = None
         run = new_run(
             rows,
             datagen.CLAUDE_ID,
             "Tell me a joke about {topic}.",
-            bucket=lb.bucket,
-            role_arn=lb.role_arn,
+            bucket=env["BEDROCK_BATCH_BUCKET"],
+            role_arn=env["BEDROCK_BATCH_ROLE_ARN"],
             max_records_per_job=per_job,
             max_concurrent_jobs=args.cap,
             poll_interval=args.poll_interval,
             max_record_retries=0,
         )
         run.validate()
+        Clients.create()  # botocore's first client loads its data: not the run's doing
         meter = Meter()
         with meter.measure():
             run.start()
             frame = run.wait(timeout=600)
-        stats = lb.stats.as_dict()
+        stats = emulator_stats(env)
     jobs = run.status().jobs
     if len(jobs) != size or any(j.status != "Completed" for j in jobs):
         raise AssertionError(f"expected {size} Completed jobs: {[j.status for j in jobs]}")
     if int(frame["response"].notna().sum()) != len(rows):
         raise AssertionError("not every row has a response")
+    # Bedrock's own clock: submitTime and endTime as the emulator recorded them.
     submitted = sorted(float(j.submitted_at or 0.0) for j in jobs)
     ended = sorted(float(j.ended_at or 0.0) for j in jobs)
     makespan = ended[-1] - submitted[0]
@@ -455,10 +459,13 @@ def case_orchestrate(size: int, args: argparse.Namespace) -> dict[str, Any]:
         cap=args.cap,
         poll_interval=args.poll_interval,
         run_wall_s=round(meter.seconds, 3),
-        seconds_note="seconds = first submission to last job end (makespan)",
+        seconds_note="seconds = first submission to last job end (makespan), emulator in "
+        "another process",
         makespan_s=round(makespan, 3),
+        first_wave_spread_s=round(submitted[min(args.cap, size) - 1] - submitted[0], 3),
         job_nominal_s=round(nominal, 3),
         job_observed_mean_s=round(statistics.fmean(durations), 3),
+        job_observed_max_s=round(max(durations), 3),
         ideal_nominal_s=round(ideal_nominal, 3),
         ideal_observed_s=round(ideal_observed, 3),
         vs_ideal_nominal=round(makespan / ideal_nominal, 3),
@@ -474,11 +481,20 @@ def case_orchestrate(size: int, args: argparse.Namespace) -> dict[str, Any]:
     ) | {"seconds": round(makespan, 4), "rows_per_s": round(size * per_job / makespan, 1)}
 
 
+def emulator_stats(env: dict[str, str]) -> dict[str, Any]:
+    """The emulator's own counts (``GET /_local/stats``)."""
+    url = env["AWS_ENDPOINT_URL_BEDROCK"] + "/_local/stats"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        stats: dict[str, Any] = json.load(response)
+    return stats
+
+
 @contextlib.contextmanager
-def emulator_process() -> Iterator[dict[str, str]]:
-    """The emulator (Bedrock + moto S3) in a child process, as a notebook would reach it."""
+def emulator_process(**options: Any) -> Iterator[dict[str, str]]:
+    """The emulator (Bedrock + moto S3) in a child process, as a notebook would reach it;
+    ``options``: ``timings`` (a dict of :class:`JobTimings` fields) and ``quota``."""
     child = subprocess.Popen(
-        [sys.executable, __file__, "_emulator", "0"],
+        [sys.executable, __file__, "_emulator", "0", json.dumps(options)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -498,8 +514,9 @@ def emulator_process() -> Iterator[dict[str, str]]:
             child.kill()
 
 
-def serve_emulator() -> None:
-    with LocalBedrock() as lb:
+def serve_emulator(options: dict[str, Any]) -> None:
+    timings = JobTimings(**options.get("timings", {}))
+    with LocalBedrock(timings=timings, quota=options.get("quota")) as lb:
         print(json.dumps(lb.env), flush=True)
         sys.stdin.read()  # serve until the parent closes our stdin
 
@@ -624,14 +641,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("case", choices=[*CASES, "generate", "_emulator"])
     parser.add_argument("size", help="rows (prepare, loop_lag), lines (collect), jobs")
-    parser.add_argument("extra", nargs="?", help="generate: the size")
+    parser.add_argument(
+        "extra", nargs="?", help="generate: the size; _emulator: its options (JSON)"
+    )
     parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--cap", type=int, default=20, help="orchestrate: concurrent jobs")
     parser.add_argument("--job-seconds", type=float, default=1.0, help="orchestrate: job length")
     parser.add_argument("--poll-interval", type=float, default=0.1)
     args = parser.parse_args(argv)
     if args.case == "_emulator":
-        serve_emulator()
+        serve_emulator(json.loads(args.extra or "{}"))
         return 0
     if args.case == "generate":
         generate(args.size, int(args.extra), args.data_dir)

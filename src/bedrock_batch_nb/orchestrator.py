@@ -1,12 +1,15 @@
 """How jobs run: submit within the concurrency cap, poll, stop, hand finished jobs on.
 
-The :class:`Orchestrator` is a coroutine-driven loop.  It keeps at most
-``max_concurrent_jobs`` jobs submitted or in progress, submits the next chunk as soon as a
-poll sees a slot free, and polls the whole run with one paginated
-``ListModelInvocationJobs`` call filtered on the run id (not one call per job).  The poll
-interval starts at ``poll_interval`` and grows by half while nothing changes, up to
-``max_poll_interval``, except while jobs wait for a slot.  Blocking boto3 calls run in
-worker threads, so the loop never blocks.  It knows nothing about display: it publishes
+The :class:`Orchestrator` runs two coroutines.  One submits: it keeps at most
+``max_concurrent_jobs`` jobs submitted or in progress, and creates the next jobs (side by
+side) as soon as one is staged or a poll sees a slot free, before the ended job is handed
+on to collection.  The other polls the whole run with one paginated
+``ListModelInvocationJobs`` call filtered on the run id (not one call per job), from a
+little before the earliest running job's submit time on (so that a poll reads the running
+jobs, not every job of the run).  The poll interval starts at ``poll_interval`` and grows
+by half while nothing changes, up to ``max_poll_interval``, except while jobs wait for a
+slot; a job whose records predict its end gets a poll just after it.  Blocking boto3 calls
+run in worker threads, so the loop never blocks.  It knows nothing about display: it publishes
 :class:`RunStatus` snapshots.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import datetime as dt
 import functools
 import hashlib
 import os
@@ -29,6 +33,9 @@ from .errors import BatchRunError
 
 ACTIVE_STATUSES = frozenset({"Submitted", "Validating", "Scheduled", "InProgress", "Stopping"})
 FINAL_STATUSES = frozenset({"Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired"})
+LIST_MARGIN = dt.timedelta(seconds=1)
+"""How far before the earliest running job's submit time a poll's list reaches (Bedrock's
+hosts' clocks may differ a little; a job left out is asked for alone)."""
 PENDING = "Pending"
 """A chunk of ours that has not been submitted yet (not a Bedrock status)."""
 
@@ -249,8 +256,14 @@ class Orchestrator:
         self.failure: JobState | None = None
         """The first job that ended Failed: the run stops early."""
         self._stop_sent = False
-        self._kick = asyncio.Event()
+        self._want_submit = asyncio.Event()
+        """Set when a job is staged, a slot frees or a stop is asked for: the submitter acts."""
+        self._submitting = False
+        self._wake = asyncio.Event()
+        """Set to have the poller look again before its next poll is due."""
         self._collecting: dict[str, asyncio.Future[None]] = {}
+        self._to_collect: dict[str, JobState] = {}
+        """Jobs seen ending, handed on once the submissions they allow are sent."""
         self._seen_at = 0.0
         """When the last poll saw the jobs (monotonic, the middle of its list call)."""
         self._anchors: dict[str, tuple[float, int]] = {}
@@ -258,6 +271,9 @@ class Orchestrator:
         self._etas: dict[str, float] = {}
         """Per InProgress job: when it should end at the pace of its records (monotonic)."""
         self._last_processed: dict[str, int] = {}
+        self._submit_times: dict[str, dt.datetime] = {}
+        """Per job ARN: its submit time as Bedrock gave it (see _list_after)."""
+        self._latest_submit: dt.datetime | None = None
         # Control-plane calls get threads of their own: staging and collecting keep the
         # loop's default executor busy, and a poll or a submission must not queue behind them.
         # A wave of freed slots is refilled with one create call per slot, side by side.
@@ -275,41 +291,78 @@ class Orchestrator:
 
     def kick(self) -> None:
         """Look again now (a job was staged, or a stop was asked for)."""
-        self._kick.set()
+        self._want_submit.set()
+        self._wake.set()
 
     def request_stop(self) -> None:
         self.stop_requested.set()
-        self._kick.set()
+        self.kick()
 
     def pending(self) -> list[JobState]:
         return [j for j in self.jobs if j.status == PENDING]
 
     async def run(self) -> None:
+        """Run every job to its end.  Two tasks share the work: one submits (as soon as a
+        job is staged or a poll sees a slot free, never behind a poll in flight), the other
+        polls; each job that ends is handed to ``on_job_final`` beside them, once the
+        submissions it made possible are sent."""
+        await self._call(self._adopt)
+        self._want_submit.set()
+        submitting = asyncio.ensure_future(self._keep_submitting())
+        try:
+            await self._keep_polling(submitting)
+        finally:
+            if not submitting.done():
+                submitting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await submitting
+
+    async def _keep_submitting(self) -> None:
+        """Submit (or stop) whenever asked to, then hand the ended jobs to collection."""
+        try:
+            while True:
+                await self._want_submit.wait()
+                self._want_submit.clear()
+                self._submitting = True
+                try:
+                    if self.stop_requested.is_set():
+                        if not self._stop_sent:
+                            await self._stop_active()
+                    else:
+                        await self._submit_ready()
+                finally:
+                    self._submitting = False
+                    self._launch_collects()
+                    self._wake.set()  # the poller looks again (is the run over?)
+        finally:
+            self._wake.set()  # an error here ends the run: the poller must see it
+
+    async def _keep_polling(self, submitting: asyncio.Future[None]) -> None:
         loop = asyncio.get_running_loop()
         interval = self.poll_interval
-        await self._call(self._adopt)
         polled_at = loop.time()
         while True:
-            if self.stop_requested.is_set():
-                if not self._stop_sent:
-                    await self._stop_active()
-            else:
-                await self._submit_ready()
+            self._wake.clear()
+            if submitting.done():
+                submitting.result()  # the submitter's error (it never ends otherwise)
+                return
             waiting = [] if self.stop_requested.is_set() else self.pending()
-            if not waiting and not any(j.active for j in self.jobs):
+            busy = self._submitting or self._want_submit.is_set()
+            if not busy and not waiting and not any(j.active for j in self.jobs):
+                self._launch_collects()
                 await asyncio.gather(*self._collecting.values())
-                break
-            # Polls keep their cadence: the time a poll and the submissions after it took
-            # counts in the interval (a freed slot is seen within one interval). A job whose
-            # records say it ends before the next poll gets a poll just after its end.
+                return
+            # Polls keep their cadence: the time a poll took counts in the interval (a freed
+            # slot is seen within one interval).  A job whose records say it ends before the
+            # next poll gets a poll just after its end (see _next_poll).
             wait = self._next_poll(polled_at + interval, interval) - loop.time()
-            if wait > 0 and not self._kick.is_set():
+            if wait > 0:
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._kick.wait(), timeout=wait)
-            self._kick.clear()
+                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                continue  # woken early (a stop, a submission round over) or on time
             polled_at = loop.time()
             try:
-                changed = await self._call(self._poll)
+                changed = await self._poll()
             except Exception as exc:  # botocore has retried already: note it, poll again
                 self.on_change(f"Polling failed ({describe_error(exc)}); trying again.")
                 interval = min(interval * 1.5, self.max_poll_interval)
@@ -320,8 +373,10 @@ class Orchestrator:
                     self.failure = job
                     self.request_stop()
                 if job.final and not job.collected and job.name not in self._collecting:
-                    # collected beside the loop, so that a freed slot is filled at once
-                    self._collecting[job.name] = asyncio.ensure_future(self.on_job_final(job))
+                    self._to_collect[job.name] = job
+            if self._to_collect:
+                # a slot is free: the submitter fills it first, then starts the collection
+                self._want_submit.set()
             if self.cap < self.max_concurrent_jobs and changed:
                 self.cap += 1
             self.on_change(None)
@@ -336,14 +391,26 @@ class Orchestrator:
                 else min(interval * 1.5, self.max_poll_interval)
             )
 
+    def _launch_collects(self) -> None:
+        """Hand the ended jobs to ``on_job_final``, beside the loop."""
+        for name, job in self._to_collect.items():
+            if name not in self._collecting:
+                self._collecting[name] = asyncio.ensure_future(self.on_job_final(job))
+        self._to_collect.clear()
+
     def _next_poll(self, regular: float, interval: float) -> float:
         """When to poll next (monotonic): at ``regular``, or just after the earliest end
-        that the jobs' progress predicts, if that comes first (and after the last poll:
-        a job that was due and had not ended is left to the regular polls)."""
-        ends = [eta for eta in self._etas.values() if eta > self._seen_at]
-        if not ends:
-            return regular
-        return min(regular, min(ends) + interval / 20)
+        that the jobs' progress predicts, if that comes first.  A job that had not ended
+        at the first poll after its predicted end (a prediction is a few records off) is
+        polled every tenth of an interval during one interval; after that it is left to
+        the regular polls."""
+        due = regular
+        for eta in self._etas.values():
+            if eta > self._seen_at:
+                due = min(due, eta + interval / 20)
+            elif self._seen_at - eta < interval:
+                due = min(due, self._seen_at + interval / 10)
+        return due
 
     def _predict(self, job: JobState, seen_at: float) -> None:
         """Estimate when ``job`` ends from the pace of its processed records."""
@@ -356,7 +423,9 @@ class Orchestrator:
         self._last_processed[job.name] = job.processed
         if job.processed > first and seen_at > first_at:
             pace = (job.processed - first) / (seen_at - first_at)
-            self._etas[job.name] = seen_at + (job.total - job.processed) / pace
+            # a count of records done lags the work by half a record on average
+            remaining = max(job.total - job.processed - 0.5, 0.0)
+            self._etas[job.name] = seen_at + remaining / pace
 
     def _adopt(self) -> None:
         """Find jobs of this run that Bedrock already has (created before a crash, before
@@ -364,19 +433,42 @@ class Orchestrator:
         unknown = {j.name: j for j in self.jobs if j.arn is None}
         if not unknown:
             return
-        for summary in self._list():
+        summaries = self._list()
+        self._note_submit_times(summaries)
+        for summary in summaries:
             job = unknown.get(summary.get("jobName", ""))
             if job is not None:
                 job.arn = summary["jobArn"]
                 _update(job, summary)
                 job.submitted_at = job.submitted_at or time.time()
 
-    def _list(self) -> list[dict[str, Any]]:
+    def _list(self, after: dt.datetime | None = None) -> list[dict[str, Any]]:
+        """The run's jobs (submitted after ``after``, when given), every page."""
         found: list[dict[str, Any]] = []
         paginator = self.bedrock.get_paginator("list_model_invocation_jobs")
-        for page in paginator.paginate(nameContains=self.spec.run_id, maxResults=1000):
+        since = {} if after is None else {"submitTimeAfter": after}
+        for page in paginator.paginate(nameContains=self.spec.run_id, maxResults=1000, **since):
             found.extend(page.get("invocationJobSummaries", []))
         return found
+
+    def _note_submit_times(self, summaries: Any) -> None:
+        for summary in summaries:
+            submitted = summary.get("submitTime")
+            if isinstance(submitted, dt.datetime):
+                self._submit_times[summary["jobArn"]] = submitted
+                if self._latest_submit is None or submitted > self._latest_submit:
+                    self._latest_submit = submitted
+
+    def _list_after(self, arns: list[str]) -> dt.datetime | None:
+        """The ``submitTimeAfter`` bound that leaves out jobs ended long ago, so that a poll
+        reads the jobs still running (and a few before them), not the whole run: the
+        earliest Bedrock submit time of the watched jobs, less a margin.  A job no list has
+        shown yet was created after the last list ran, so after every submit time seen so
+        far.  A job the bound would leave out anyway is asked for alone (see _fetch)."""
+        if not arns or self._latest_submit is None:
+            return None
+        earliest = min(self._submit_times.get(arn, self._latest_submit) for arn in arns)
+        return earliest - LIST_MARGIN
 
     async def _submit_ready(self) -> None:
         """Create jobs for the free slots, side by side (a wave of freed slots is refilled
@@ -385,13 +477,13 @@ class Orchestrator:
         batch = [j for j in self.pending() if j.staged][: max(free, 0)]
         if not batch:
             return
-        outcomes = await asyncio.gather(
-            *(
-                self._call(self.bedrock.create_model_invocation_job, **self.spec.request(job))
-                for job in batch
-            ),
-            return_exceptions=True,
-        )
+        loop = asyncio.get_running_loop()
+        create = self.bedrock.create_model_invocation_job
+        calls = [  # in the threads at once, not on the loop's next turn
+            loop.run_in_executor(self._executor, functools.partial(create, **self.spec.request(j)))
+            for j in batch
+        ]
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
         fatal: tuple[JobState, BaseException] | None = None
         quota = False
         for job, outcome in zip(batch, outcomes, strict=True):
@@ -420,23 +512,36 @@ class Orchestrator:
             job, exc = fatal
             raise BatchRunError(f"Creating job {job.name} failed: {describe_error(exc)}") from exc
 
-    def _poll(self) -> list[JobState]:
-        """Refresh every submitted job with one paginated list call; return the changed."""
+    async def _poll(self) -> list[JobState]:
+        """Refresh every submitted job with one paginated list call; return the changed.
+        The call runs in a thread; the jobs are updated here, on the loop."""
+        watched = [(job, job.arn) for job in self.jobs if job.arn is not None and not job.final]
         self.polls += 1
-        started = time.monotonic()
-        seen = {summary["jobArn"]: summary for summary in self._list()}
-        self._seen_at = (started + time.monotonic()) / 2
+        arns = [arn for _, arn in watched]
+        seen, seen_at = await self._call(self._fetch, arns, self._list_after(arns))
+        self._seen_at = seen_at
+        self._note_submit_times(seen.values())
         changed = []
-        for job in self.jobs:
-            if job.arn is None or job.final:
-                continue
-            summary = seen.get(job.arn)
-            if summary is None:  # not listed yet (eventual consistency): ask for it alone
-                summary = self.bedrock.get_model_invocation_job(jobIdentifier=job.arn)
-            if _update(job, summary):
+        for job, arn in watched:
+            summary = seen.get(arn)
+            if summary is not None and _update(job, summary):
                 changed.append(job)
-            self._predict(job, self._seen_at)
+            self._predict(job, seen_at)
         return changed
+
+    def _fetch(
+        self, arns: list[str], after: dt.datetime | None
+    ) -> tuple[dict[str, dict[str, Any]], float]:
+        """The run's job summaries by ARN (a job missing from the list, as eventual
+        consistency allows, is asked for alone) and when the list was taken (monotonic,
+        the middle of the call)."""
+        started = time.monotonic()
+        seen = {summary["jobArn"]: summary for summary in self._list(after)}
+        seen_at = (started + time.monotonic()) / 2
+        for arn in arns:
+            if arn not in seen:
+                seen[arn] = self.bedrock.get_model_invocation_job(jobIdentifier=arn)
+        return seen, seen_at
 
     async def _stop_active(self) -> None:
         self._stop_sent = True
