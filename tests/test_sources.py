@@ -181,3 +181,30 @@ def test_every_source_writes_itself_as_parquet(
     )
     if kind != "hf":
         assert list(back.index) == list(source.index)
+
+
+def test_closing_a_parquet_source_stops_its_read_ahead(
+    numbered: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    def readers() -> int:
+        return sum(t.name.startswith("parquet-read-ahead") for t in threading.enumerate())
+
+    monkeypatch.setattr(sources, "BATCH_ROWS", 10)  # far more batches than the queues hold
+    source = open_source(numbered)
+    assert list(source.read(0, 5)["n"]) == list(range(5))
+    assert readers() >= 1
+    source.close()
+    deadline = time.monotonic() + 10
+    while readers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert readers() == 0
+    assert list(source.read(3, 6)["n"]) == [3, 4, 5]  # reading again starts a new stream
+    assert readers() >= 1
+    del source  # a source dropped half-read stops its read-ahead too
+    deadline = time.monotonic() + 10
+    while readers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert readers() == 0

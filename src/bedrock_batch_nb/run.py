@@ -572,6 +572,7 @@ class BatchRun:
             if job.status == PENDING:
                 results.mark_unanswered(job.rows(), "Not submitted: the run was stopped.")
         frame, note = await asyncio.to_thread(self._finish_results, clients, results)
+        self.source.close()
         if failure is not None:
             self.result = frame
             await self._save_journal(clients, "failed", wait=True)

@@ -12,6 +12,7 @@ downloaded to a local file; a Hugging Face dataset is its own memory-mapped Arro
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import queue
 import tempfile
@@ -113,6 +114,10 @@ class RowSource:
     def head(self, n: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
         return self.read(0, min(n, self.num_rows), columns)
 
+    def close(self) -> None:
+        """Let go of what reading holds (read-ahead threads and their batches); a later
+        read starts again."""
+
     def frame(self) -> pd.DataFrame:
         """Every row and column as one DataFrame (what a finished run joins its results to)."""
         return self.read(0, self.num_rows)
@@ -210,6 +215,13 @@ class TableSource(RowSource):
         pq.write_table(self._table, path, row_group_size=BATCH_ROWS)
 
 
+def _open_parquet(path: str) -> pq.ParquetFile:
+    # Without pre-buffering (with it, the reader keeps every column chunk it has read until
+    # the file is closed, and memory grows with the file), through a 4 MiB read buffer
+    # (without one, pages are read a small piece at a time, three times slower).
+    return pq.ParquetFile(path, pre_buffer=False, buffer_size=4 * 2**20)
+
+
 class ParquetSource(RowSource):
     """A local Parquet file read with pyarrow's batch reader.
 
@@ -244,20 +256,27 @@ class ParquetSource(RowSource):
         return self._index
 
     def _open_file(self) -> pq.ParquetFile:
-        # Without pre-buffering (with it, the reader keeps every column chunk it has read
-        # until the file is closed, and memory grows with the file), through a 4 MiB read
-        # buffer (without one, pages are read a small piece at a time, three times slower).
-        return pq.ParquetFile(self.path, pre_buffer=False, buffer_size=4 * 2**20)
+        return _open_parquet(self.path)
+
+    def __del__(self) -> None:  # the read-ahead threads hold no reference to the source
+        if hasattr(self, "_lock"):  # (not when the file could not be opened)
+            self.close()
 
     def _names(self, columns: Sequence[str] | None) -> list[str]:
         return self.columns if columns is None else [c for c in self.columns if c in columns]
+
+    def close(self) -> None:
+        with self._lock:
+            if isinstance(self._stream, _ReadAhead):
+                self._stream.close()
+            self._stream, self._pending = None, None
 
     def _open(self, start: int, names: list[str]) -> None:
         group = int(np.searchsorted(self._group_starts, start, side="right")) - 1
         groups = list(range(group, self._file.metadata.num_row_groups))
         if isinstance(self._stream, _ReadAhead):
             self._stream.close()
-        self._stream = _ReadAhead(self._open_file, groups, names)
+        self._stream = _ReadAhead(functools.partial(_open_parquet, self.path), groups, names)
         self._stream_key = tuple(names)
         self._pos = int(self._group_starts[group])
         self._pending = None
@@ -408,9 +427,6 @@ class _ReadAhead(Iterator[pa.RecordBatch]):
         raise StopIteration
 
     def close(self) -> None:
-        self._closed.set()
-
-    def __del__(self) -> None:
         self._closed.set()
 
 
