@@ -196,7 +196,8 @@ class PromptTemplate:
 Rows: TypeAlias = pd.DataFrame | pa.Table
 """Rows as a source reads them: a DataFrame, or an Arrow table for file-backed sources."""
 
-_TEXT_TYPES = (pa.string(), pa.large_string(), pa.string_view())
+TEXT_TYPES = (pa.string(), pa.large_string(), pa.string_view())
+"""Arrow types that hold text as it is sent."""
 
 
 def column_of(rows: Rows, name: str) -> pa.Array | pa.ChunkedArray | pd.Series:
@@ -226,7 +227,7 @@ def text_array(values: pa.Array | pa.ChunkedArray | pd.Series) -> pa.Array:
             return pa.array(strings, pa.large_string())
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
-    if values.type in _TEXT_TYPES and values.null_count == 0:
+    if values.type in TEXT_TYPES and values.null_count == 0:
         text: pa.Array = values.cast(pa.large_string())
         return text
     return pa.array([str(v) for v in values.to_pylist()], pa.large_string())
@@ -238,7 +239,7 @@ def text_lengths(values: pa.Array | pa.ChunkedArray | pd.Series) -> np.ndarray:
         values = text_array(values)
     elif isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
-    if values.type not in _TEXT_TYPES or values.null_count:
+    if values.type not in TEXT_TYPES or values.null_count:
         values = text_array(values)
     lengths: np.ndarray = pc.utf8_length(values).to_numpy(zero_copy_only=False)
     return lengths.astype(np.int64, copy=False)

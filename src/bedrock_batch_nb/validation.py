@@ -17,10 +17,9 @@ import pyarrow.compute as pc
 from .collecting import RESULT_COLUMNS
 from .config import RunConfig
 from .models import ModelAdapter
-from .prompts import PromptTemplate
+from .prompts import TEXT_TYPES, PromptTemplate
 
 _SHOW = 5
-_TEXT_TYPES = (pa.string(), pa.large_string(), pa.string_view())
 
 
 def _mask(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -140,7 +139,7 @@ class ValueChecks:
         for col in self.used:
             values = rows.column(col)
             kind = values.type
-            textual = kind in _TEXT_TYPES
+            textual = kind in TEXT_TYPES
             present = _mask(pc.is_valid(values))
             if not self.templated and not textual:
                 self._not_text[col].add(labels, present)
