@@ -93,6 +93,35 @@ def test_parquet_file_is_streamed_a_batch_at_a_time(
     assert reads[-1] == (0, 430)  # the final join, and only it, reads every row
 
 
+@pytest.mark.parametrize("kind", ["csv", "jsonl", "hf"])
+def test_other_sources_run_a_batch_at_a_time_too(
+    aws: LocalBedrock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    import datasets
+
+    from bedrock_batch_nb import sources
+
+    monkeypatch.setattr(sources, "BATCH_ROWS", 64)
+    monkeypatch.setattr(sources, "STREAM_MIN_BYTES", 0)  # convert even a small file
+    monkeypatch.setattr(sources, "STREAM_BLOCK_BYTES", 2048)
+    df = topics(300).reset_index(drop=True)
+    data: object
+    if kind == "csv":
+        data = str(tmp_path / "topics.csv")
+        df.to_csv(data, index=False)
+    elif kind == "jsonl":
+        data = str(tmp_path / "topics.jsonl")
+        df.to_json(data, orient="records", lines=True)
+    else:
+        data = datasets.Dataset.from_pandas(df)
+    template = "Tell me a joke about {topic}."
+    out = BatchRun(data, CLAUDE, template, max_records_per_job=120, **FAST).wait(timeout=120)
+    assert out["error"].isna().all()
+    assert list(out["topic"]) == list(df["topic"]) and list(out["n"]) == list(df["n"])
+    for topic, response in zip(df["topic"], out["response"], strict=True):
+        assert template.format(topic=topic) in response
+
+
 def test_results_are_written_to_s3_as_parquet(aws: LocalBedrock) -> None:
     df = topics(120)
     run = BatchRun(df, CLAUDE, "Say {topic}", **FAST)
