@@ -148,7 +148,7 @@ class ValueChecks:
                 self._odd[col].kinds.add(str(kind).split("<", 1)[0])
             empty = ~present
             if textual:
-                blank = pc.or_(pc.equal(pc.utf8_length(values), 0), pc.utf8_is_space(values))
+                blank = pc.or_(pc.equal(pc.binary_length(values), 0), pc.utf8_is_space(values))
                 empty |= _mask(blank)
             self._empty[col].add(labels, empty)
 
