@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from bedrock_batch_nb.errors import BatchInputError
@@ -204,7 +205,13 @@ def test_get_unknown_lists_known_ids() -> None:
 def test_rendered_lengths_match_the_rendered_prompts() -> None:
     df = pd.DataFrame({"a": ["x", "ünï", "", "long " * 10], "b": [1, 22, 333, None]})
     template = PromptTemplate("{a}-{b} and {a} again {{braces}}")
-    expected = template.render_frame(df).str.len()
-    pd.testing.assert_series_equal(
-        template.rendered_lengths(df), expected.astype("int64"), check_names=False
+    expected = template.render_frame(df).str.len().tolist()
+    assert template.arrow_lengths(df).tolist() == expected
+    assert template.render_arrow(df).to_pylist() == template.render_frame(df).tolist()
+    table = pa.table({"a": df["a"].tolist(), "b": [1.0, 22.0, 333.0, 4.5]})
+    from_table = table.to_pandas()
+    assert (
+        template.arrow_lengths(table).tolist()
+        == template.render_frame(from_table).str.len().tolist()
     )
+    assert template.render_arrow(table).to_pylist() == template.render_frame(from_table).tolist()

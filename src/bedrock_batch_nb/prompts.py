@@ -171,16 +171,6 @@ class PromptTemplate:
             total += lengths[name]
         return total
 
-    def rendered_lengths(self, df: pd.DataFrame) -> pd.Series:
-        """The length in characters of every row's prompt, without rendering it."""
-        total: pd.Series = pd.Series(
-            sum(len(lit) for lit in self._literals), index=df.index, dtype="int64"
-        )
-        lengths = {name: _str_lengths(df, name) for name in self._fields}
-        for name in self._names:
-            total += lengths[name]
-        return total
-
     def __repr__(self) -> str:
         return f"PromptTemplate({self._template!r})"
 
@@ -218,13 +208,7 @@ def text_array(values: pa.Array | pa.ChunkedArray | pd.Series) -> pa.Array:
         if pd.api.types.is_string_dtype(values.dtype) and values.dtype != object:
             values = pa.array(values, from_pandas=True)
         else:
-            strings = values.astype(str).tolist()
-            if values.isna().any():
-                strings = [
-                    v if isinstance(v, str) else str(o)
-                    for v, o in zip(strings, values.tolist(), strict=True)
-                ]
-            return pa.array(strings, pa.large_string())
+            return pa.array(_strings(values), pa.large_string())
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if values.type in TEXT_TYPES and values.null_count == 0:
@@ -245,26 +229,14 @@ def text_lengths(values: pa.Array | pa.ChunkedArray | pd.Series) -> np.ndarray:
     return lengths.astype(np.int64, copy=False)
 
 
-def _str_lengths(df: pd.DataFrame, name: str) -> pd.Series:
-    """``len(str(value))`` of every value of a column; vectorised for text columns."""
-    column = df[name]
-    if (
-        isinstance(column, pd.Series)
-        and column.dtype != object
-        and pd.api.types.is_string_dtype(column.dtype)
-        and column.notna().all()
-    ):
-        lengths: pd.Series = column.str.len().astype("int64")
-        return lengths
-    return pd.Series([len(v) for v in _as_str_list(df, name)], index=df.index, dtype="int64")
-
-
 def _as_str_list(df: pd.DataFrame, name: str) -> list[str]:
-    column = df[name]
-    if isinstance(column, pd.DataFrame):
-        raise BatchInputError(
-            f"The data has more than one column named {name!r}: rename them first."
-        )
+    column = column_of(df, name)
+    assert isinstance(column, pd.Series)
+    return _strings(column)
+
+
+def _strings(column: pd.Series) -> list[str]:
+    """``str(value)`` of every value of a pandas column."""
     values: list[Any] = column.astype(str).tolist()
     if column.isna().any():  # astype(str) may keep missing values missing: str() them
         values = [

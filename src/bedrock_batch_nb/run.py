@@ -638,10 +638,6 @@ class BatchRun:
             bucket_owner=self.config.s3_bucket_owner,
         )
 
-    def _stage_job(self, clients: Clients, job: JobState) -> None:
-        """Build and upload one job's input file (what ``_stage`` does for each job)."""
-        self._put_job(clients, job, self._job_body(job))
-
     def _retry_jobs(self, todo: np.ndarray, attempt: int, prepared: Prepared) -> list[JobState]:
         c = self.config
         chunks = plan_chunks(

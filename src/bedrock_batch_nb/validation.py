@@ -229,10 +229,3 @@ class LengthChecks:
             f"{self.adapter.max_input_chars:,} characters, the limit for {self.adapter.family}: "
             f"rows {self._over.named()} (longest {self._longest:,})."
         ]
-
-
-def check_lengths(lengths: pd.Series, adapter: ModelAdapter) -> list[str]:
-    """Prompts (or texts to embed) over the model's size limit, from their lengths."""
-    checks = LengthChecks(adapter)
-    checks.add(lengths.to_numpy(), lengths.index)
-    return checks.problems()
