@@ -174,7 +174,12 @@ class Results:
 
     def set_output(self, pos: int, out: ModelOutput) -> None:
         """Record a successful answer for the row at ``pos`` (replacing any earlier error)."""
-        self.values[pos] = out.embedding if self.adapter.kind == "embedding" else out.response
+        if self.adapter.kind == "embedding":
+            # a float64 array: 8 bytes a dimension, where a list of floats takes 32 (and what
+            # the row reads back as from the results' Parquet)
+            self.values[pos] = None if out.embedding is None else np.asarray(out.embedding, float)
+        else:
+            self.values[pos] = out.response
         self.errors[pos] = None
         self.input_tokens[pos] = np.nan if out.input_tokens is None else out.input_tokens
         self.output_tokens[pos] = np.nan if out.output_tokens is None else out.output_tokens

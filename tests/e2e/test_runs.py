@@ -158,6 +158,11 @@ def test_embedding_run_from_parquet_on_s3(aws: LocalBedrock) -> None:
     np.testing.assert_array_equal(vectors[0], vectors[150])
     assert not np.array_equal(vectors[0], vectors[1])
     assert aws.stats.max_active_jobs == 1 and aws.stats.jobs_created == 3
+    # each vector is a float64 array, as the results' Parquet reads back
+    assert all(isinstance(v, np.ndarray) and v.dtype == np.float64 for v in out["embedding"])
+    saved = boto3.client("s3").get_object(Bucket=aws.bucket, Key=run.layout.results_key)
+    back = pd.read_parquet(io.BytesIO(saved["Body"].read()))
+    np.testing.assert_array_equal(np.array(back["embedding"].tolist()), vectors)
 
 
 @pytest.mark.parametrize(
