@@ -444,3 +444,26 @@ def test_parquet_dictionary_only_where_values_repeat(tmp_path: Path) -> None:
     assert back["unique_text"].tolist() == frame["unique_text"].tolist()
     assert back["label"].tolist() == frame["label"].tolist()
     assert [list(v) for v in back["embedding"]] == frame["embedding"].tolist()
+
+
+def test_spilled_answers_read_back_by_range_with_the_last_write_winning(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from bedrock_batch_nb.collecting import SpilledValues
+
+    rng = random.Random(5)
+    expected: list[object] = [None] * 200
+    spilled = SpilledValues(str(tmp_path / "answers.parquet"), pa.string(), flush_rows=7)
+    for pos in rng.sample(range(200), 150) + rng.choices(range(200), k=60):  # rewrites too
+        value = f"answer {pos} #{rng.random():.6f}"
+        spilled[pos] = value
+        expected[pos] = value
+    assert spilled[0:200] == expected
+    assert spilled[37:41] == expected[37:41] and spilled[199:200] == expected[199:]
+
+    vectors = SpilledValues(str(tmp_path / "vectors.parquet"), pa.list_(pa.float64()), 3)
+    for pos in (4, 1, 4, 0):
+        vectors[pos] = [float(pos), 0.5]
+    read = vectors[0:5]
+    assert read[2] is None and read[3] is None
+    assert [list(read[p]) for p in (0, 1, 4)] == [[0.0, 0.5], [1.0, 0.5], [4.0, 0.5]]

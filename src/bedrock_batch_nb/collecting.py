@@ -17,6 +17,7 @@ import io
 import json
 import re
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -55,13 +56,113 @@ class OutputStats:
         self.files += other.files
 
 
-class Results:
-    """Per-row results held by input position until they become a DataFrame."""
+class SpilledValues:
+    """Answers kept in a local Parquet file instead of memory (for a large run): each one
+    is appended with its row's position, ``flush_rows`` to a row group, and read back by
+    range of positions once collecting is over (the last answer written for a row wins)."""
 
-    def __init__(self, n_rows: int, adapter: ModelAdapter) -> None:
+    def __init__(self, path: str, value_type: pa.DataType, flush_rows: int = 50_000) -> None:
+        self.path = path
+        self.value_type = value_type
+        self.flush_rows = flush_rows
+        self._positions: list[int] = []
+        self._items: list[Any] = []
+        self._lock = threading.Lock()
+        self._writer: Any = None
+        self._written = 0
+        self._index: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._groups: dict[int, list[Any]] = {}
+
+    def __setitem__(self, pos: int, value: Any) -> None:
+        with self._lock:
+            if self._index is not None:
+                raise RuntimeError("answers are being read back: no more can be written")
+            self._positions.append(pos)
+            self._items.append(value)
+            if len(self._items) >= self.flush_rows:
+                self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow.parquet as pq
+
+        if not self._items:
+            return
+        table = pa.table(
+            {
+                "position": pa.array(self._positions, pa.int64()),
+                "value": pa.array(self._items, self.value_type),
+            }
+        )
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, table.schema)
+        self._writer.write_table(table)
+        self._written += len(self._items)
+        self._positions, self._items = [], []
+
+    def _build_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per answered position (sorted): the row group and the row in it of its last answer."""
+        import pyarrow.parquet as pq
+
+        self._flush()
+        if self._writer is not None:
+            self._writer.close()
+        if not self._written:
+            empty = np.empty(0, dtype=np.int64)
+            return empty, empty, empty
+        file = pq.ParquetFile(self.path)
+        positions, groups, rows = [], [], []
+        for g in range(file.metadata.num_row_groups):
+            column = file.read_row_group(g, columns=["position"]).column(0).to_numpy()
+            positions.append(column)
+            groups.append(np.full(len(column), g, dtype=np.int64))
+            rows.append(np.arange(len(column), dtype=np.int64))
+        pos, group, row = (np.concatenate(x) for x in (positions, groups, rows))
+        # the last write of each position wins: keep the last of each run of equal positions
+        order = np.argsort(pos, kind="stable")
+        pos, group, row = pos[order], group[order], row[order]
+        last = np.append(pos[1:] != pos[:-1], True)
+        return pos[last], group[last], row[last]
+
+    def _group(self, g: int) -> list[Any]:
+        import pyarrow.parquet as pq
+
+        if g not in self._groups:
+            if len(self._groups) >= 2:  # a couple of row groups decoded at a time
+                self._groups.pop(next(iter(self._groups)))
+            table = pq.ParquetFile(self.path).read_row_group(g, columns=["value"])
+            values = table.column(0).to_pylist()
+            if pa.types.is_list(self.value_type):  # embeddings: float64 arrays
+                values = [None if v is None else np.asarray(v, float) for v in values]
+            self._groups[g] = values
+        return self._groups[g]
+
+    def __getitem__(self, key: slice) -> list[Any]:
+        with self._lock:
+            if self._index is None:
+                self._index = self._build_index()
+            pos, group, row = self._index
+            start, stop = key.start or 0, key.stop
+            lo, hi = np.searchsorted(pos, [start, stop])
+            out: list[Any] = [None] * (stop - start)
+            for p, g, r in zip(
+                pos[lo:hi].tolist(), group[lo:hi].tolist(), row[lo:hi].tolist(), strict=True
+            ):
+                out[p - start] = self._group(g)[r]
+            return out
+
+
+class Results:
+    """Per-row results held by input position until they become a DataFrame (for a large
+    run, the answers themselves in a local file: ``spill_path``)."""
+
+    def __init__(
+        self, n_rows: int, adapter: ModelAdapter, *, spill_path: str | None = None
+    ) -> None:
         self.n_rows = n_rows
         self.adapter = adapter
-        self.values: list[Any] = [None] * n_rows  # response text or embedding
+        self.values: Any = [None] * n_rows  # response text or embedding
+        if spill_path is not None:
+            self.values = SpilledValues(spill_path, self.arrow_types()[self.value_column])
         self.errors: list[str | None] = [None] * n_rows
         self.input_tokens = np.full(n_rows, np.nan)
         self.output_tokens = np.full(n_rows, np.nan)

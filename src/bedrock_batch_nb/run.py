@@ -519,8 +519,12 @@ class BatchRun:
     async def _main(self, clients: Clients, spec: SubmitSpec, prepared: Prepared) -> Result:
         self._loop = asyncio.get_running_loop()
         self._journal_task = None
-        results = Results(self.source.num_rows, self.adapter)
         c = self.config
+        spill: str | None = None
+        if self.source.num_rows > c.max_frame_rows:  # a large run: its answers on disk
+            self.local_results_path.parent.mkdir(parents=True, exist_ok=True)
+            spill = str(self.local_results_path.with_name("answers.parquet"))
+        results = Results(self.source.num_rows, self.adapter, spill_path=spill)
 
         if not self._resumed:
             self._publish("staging", note="Saving the input rows beside the jobs (for resume).")
@@ -573,6 +577,9 @@ class BatchRun:
                 results.mark_unanswered(job.rows(), "Not submitted: the run was stopped.")
         frame, note = await asyncio.to_thread(self._finish_results, clients, results)
         self.source.close()
+        if spill is not None:  # every answer is in the results file now
+            with contextlib.suppress(OSError):
+                Path(spill).unlink()
         if failure is not None:
             self.result = frame
             await self._save_journal(clients, "failed", wait=True)

@@ -360,9 +360,23 @@ def test_a_run_over_max_frame_rows_returns_a_dataset_over_its_file(
     run = BatchRun(df, CLAUDE, template, max_frame_rows=100, max_record_retries=0, **FAST)
     seen = [run.status().note]
     run.add_listener(lambda status: seen.append(status.note))
+    from bedrock_batch_nb.collecting import SpilledValues
+
+    spilled: list[int] = []
+    setitem = SpilledValues.__setitem__
+
+    def count(self: SpilledValues, pos: int, value: object) -> None:
+        spilled.append(pos)
+        setitem(self, pos, value)
+
+    monkeypatch.setattr(SpilledValues, "__setitem__", count)
     result = run.wait(timeout=60)
     assert isinstance(result, pa_dataset.Dataset) and result.count_rows() == 250
+    assert sorted(spilled) == [p for p in range(250) if p != 7]  # every answer went to disk
     assert any("over max_frame_rows" in (note or "") for note in seen)
+    # the answers were kept in a file while collecting, gone once the results are written
+    assert run.local_results_path.exists()
+    assert not run.local_results_path.with_name("answers.parquet").exists()
 
     batches = list(run.iter_batches(100))
     assert [len(b) for b in batches] == [100, 100, 50]
