@@ -27,6 +27,7 @@ import math
 import os
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -51,6 +52,7 @@ from bedrock_batch_nb.collecting import Results, collect_job
 from bedrock_batch_nb.local import JobTimings, LocalBedrock
 from bedrock_batch_nb.models import resolve_adapter
 from bedrock_batch_nb.orchestrator import JobState
+from bedrock_batch_nb.progress import ResultSummary
 
 BUCKET = "bedrock-batch-bench"
 ROLE_ARN = "arn:aws:iam::123456789012:role/BedrockBatchBench"
@@ -523,9 +525,24 @@ def serve_emulator(options: dict[str, Any]) -> None:
 
 def case_loop_lag(size: int, args: argparse.Namespace) -> dict[str, Any]:
     """A kernel-like process: an asyncio loop runs while a BatchRun works in the background."""
+    return background_run("loop_lag", size, args)
+
+
+def case_run_streamed(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The same run with ``max_frame_rows=0``: answers kept on disk while collecting, the
+    results written to Parquet a batch at a time and returned as a dataset."""
+    return background_run("run_streamed", size, args, max_frame_rows=0)
+
+
+def background_run(
+    stage: str, size: int, args: argparse.Namespace, **options: Any
+) -> dict[str, Any]:
     path = simplecot_path(args.data_dir, size)
     tick = 0.010
-    with emulator_process() as env:
+    cache = tempfile.mkdtemp(prefix="bench-cache-")  # the run's journal and local files
+    os.environ["BEDROCK_BATCH_CACHE_DIR"] = cache
+    with emulator_process() as env, contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, cache, True)
         os.environ.update(env)
         boto3.DEFAULT_SESSION = None
         Clients.create()  # botocore's first client loads its data: not the run's doing
@@ -564,6 +581,7 @@ def case_loop_lag(size: int, args: argparse.Namespace) -> dict[str, Any]:
                 max_record_retries=0,
                 bucket=env["BEDROCK_BATCH_BUCKET"],
                 role_arn=env["BEDROCK_BATCH_ROLE_ARN"],
+                **options,
             )
             run.start()
             start_block = time.perf_counter() - begin
@@ -573,7 +591,8 @@ def case_loop_lag(size: int, args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(0.1)
             done.set()
             await watcher
-            if len(frame) != size or int(frame["response"].notna().sum()) != size:
+            summary = ResultSummary.of(frame)
+            if summary.rows != size or summary.failed:
                 raise AssertionError("the run did not answer every row")
             lags = sorted(s[1] for s in samples)
             after = sorted(s[1] for s in samples if s[2] != "start()")
@@ -605,9 +624,9 @@ def case_loop_lag(size: int, args: argparse.Namespace) -> dict[str, Any]:
             figures = asyncio.run(main())
     meter.seconds = figures.pop("total")
     return meter.result(
-        "loop_lag",
+        stage,
         size,
-        seconds_note="seconds = start() to the awaited DataFrame, emulator in another process",
+        seconds_note="seconds = start() to the awaited result, emulator in another process",
         **figures,
     )
 
@@ -618,6 +637,7 @@ CASES: dict[str, Callable[[int, argparse.Namespace], dict[str, Any]]] = {
     "prepare_text_staged": case_prepare_text_staged,
     "collect_pure": case_collect_pure,
     "collect_s3": case_collect_s3,
+    "run_streamed": case_run_streamed,
     "orchestrate": case_orchestrate,
     "loop_lag": case_loop_lag,
 }

@@ -42,6 +42,7 @@ FULL: list[tuple[str, int, tuple[str, ...]]] = [
     ("collect_s3", 50_000, ()),
     ("orchestrate", 45, ("--cap", "20", "--job-seconds", "1.0", "--poll-interval", "0.1")),
     ("loop_lag", 200_000, ("--poll-interval", "0.5")),
+    ("run_streamed", 200_000, ("--poll-interval", "0.5")),
 ]
 SMOKE: list[tuple[str, int, tuple[str, ...]]] = [
     ("prepare_text_pure", 2_000, ()),
@@ -51,6 +52,7 @@ SMOKE: list[tuple[str, int, tuple[str, ...]]] = [
     ("collect_s3", 200, ()),
     ("orchestrate", 5, ("--cap", "2", "--job-seconds", "0.2", "--poll-interval", "0.05")),
     ("loop_lag", 2_000, ("--poll-interval", "0.2")),
+    ("run_streamed", 2_000, ("--poll-interval", "0.2")),
 ]
 
 # The reference implementation's figures and the goals of issue 5.
@@ -77,7 +79,7 @@ def engine_version() -> str:
 
 
 def data_needed(case: str, size: int) -> tuple[str, int] | None:
-    if case.startswith("prepare") or case == "loop_lag":
+    if case.startswith("prepare") or case in ("loop_lag", "run_streamed"):
         return ("simplecot", size)
     if case.startswith("collect"):
         return ("collect", size)
@@ -196,7 +198,7 @@ def verdict(out: Outcome, everything: list[Outcome]) -> tuple[str, str]:
             and (m["control_calls_per_poll"] or 0) <= 1.05
         )
         return text, ("ok" if ok else f"x{m['vs_ideal_nominal']:.2f} of ideal")
-    if case == "loop_lag":
+    if case in ("loop_lag", "run_streamed"):
         ok = m["lag_max_ms"] <= GOAL_LAG_MS
         return f"max lag <= {GOAL_LAG_MS:.0f} ms", ("ok" if ok else f"{m['lag_max_ms']:,.0f} ms")
     return "-", "-"
@@ -213,7 +215,7 @@ def notes(out: Outcome) -> str:
             f"{m['submit_delay_mean_s']:.2f} s, max {m['submit_delay_max_s']:.2f} s; "
             f"{m['control_calls_per_poll']} control calls/poll ({m['polls']} polls)"
         )
-    if out.case == "loop_lag":
+    if out.case in ("loop_lag", "run_streamed"):
         phases = m.get("lag_max_by_phase_ms", {})
         worst = ", ".join(f"{k} {v:,.0f}" for k, v in phases.items() if v >= 20)
         return (

@@ -56,12 +56,16 @@ class OutputStats:
         self.files += other.files
 
 
+_CONVERT_ROWS = 2_000
+"""Answers converted between Python and Arrow at a time (each conversion holds the GIL)."""
+
+
 class SpilledValues:
     """Answers kept in a local Parquet file instead of memory (for a large run): each one
     is appended with its row's position, ``flush_rows`` to a row group, and read back by
     range of positions once collecting is over (the last answer written for a row wins)."""
 
-    def __init__(self, path: str, value_type: pa.DataType, flush_rows: int = 50_000) -> None:
+    def __init__(self, path: str, value_type: pa.DataType, flush_rows: int = 10_000) -> None:
         self.path = path
         self.value_type = value_type
         self.flush_rows = flush_rows
@@ -71,7 +75,7 @@ class SpilledValues:
         self._writer: Any = None
         self._written = 0
         self._index: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._groups: dict[int, list[Any]] = {}
+        self._groups: dict[int, pa.ChunkedArray] = {}
 
     def __setitem__(self, pos: int, value: Any) -> None:
         with self._lock:
@@ -87,12 +91,16 @@ class SpilledValues:
 
         if not self._items:
             return
-        table = pa.table(
-            {
-                "position": pa.array(self._positions, pa.int64()),
-                "value": pa.array(self._items, self.value_type),
-            }
+        # converted a slice at a time: one long conversion would hold the GIL (and a
+        # notebook's event loop) for the whole row group
+        values = pa.chunked_array(
+            [
+                pa.array(self._items[i : i + _CONVERT_ROWS], self.value_type)
+                for i in range(0, len(self._items), _CONVERT_ROWS)
+            ],
+            self.value_type,
         )
+        table = pa.table({"position": pa.array(self._positions, pa.int64()), "value": values})
         if self._writer is None:
             self._writer = pq.ParquetWriter(self.path, table.schema)
         self._writer.write_table(table)
@@ -123,17 +131,14 @@ class SpilledValues:
         last = np.append(pos[1:] != pos[:-1], True)
         return pos[last], group[last], row[last]
 
-    def _group(self, g: int) -> list[Any]:
+    def _group(self, g: int) -> pa.ChunkedArray:
         import pyarrow.parquet as pq
 
         if g not in self._groups:
             if len(self._groups) >= 2:  # a couple of row groups decoded at a time
                 self._groups.pop(next(iter(self._groups)))
             table = pq.ParquetFile(self.path).read_row_group(g, columns=["value"])
-            values = table.column(0).to_pylist()
-            if pa.types.is_list(self.value_type):  # embeddings: float64 arrays
-                values = [None if v is None else np.asarray(v, float) for v in values]
-            self._groups[g] = values
+            self._groups[g] = table.column(0)
         return self._groups[g]
 
     def __getitem__(self, key: slice) -> list[Any]:
@@ -143,11 +148,20 @@ class SpilledValues:
             pos, group, row = self._index
             start, stop = key.start or 0, key.stop
             lo, hi = np.searchsorted(pos, [start, stop])
+            pos, group, row = pos[lo:hi], group[lo:hi], row[lo:hi]
             out: list[Any] = [None] * (stop - start)
-            for p, g, r in zip(
-                pos[lo:hi].tolist(), group[lo:hi].tolist(), row[lo:hi].tolist(), strict=True
-            ):
-                out[p - start] = self._group(g)[r]
+            for g in np.unique(group).tolist():
+                here = group == g
+                picked = self._group(g).take(pa.array(row[here]))
+                values = [
+                    value
+                    for i in range(0, len(picked), _CONVERT_ROWS)
+                    for value in picked.slice(i, _CONVERT_ROWS).to_pylist()
+                ]
+                if pa.types.is_list(self.value_type):  # embeddings: float64 arrays
+                    values = [None if v is None else np.asarray(v, float) for v in values]
+                for p, value in zip((pos[here] - start).tolist(), values, strict=True):
+                    out[p] = value
             return out
 
 

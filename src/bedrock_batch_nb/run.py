@@ -826,6 +826,7 @@ class BatchRun:
                     writer = pq.ParquetWriter(path, schema)
                 assert writer is not None
                 writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=True))
+                pa.default_memory_pool().release_unused()  # keep the batches' memory bounded
         finally:
             if writer is not None:
                 writer.close()
