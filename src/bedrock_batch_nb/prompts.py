@@ -219,13 +219,7 @@ def text_array(values: pa.Array | pa.ChunkedArray | pd.Series) -> pa.Array:
 
 def text_lengths(values: pa.Array | pa.ChunkedArray | pd.Series) -> np.ndarray:
     """``len(str(value))`` of every value (Arrow's code-point count for text)."""
-    if isinstance(values, pd.Series):
-        values = text_array(values)
-    elif isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    if values.type not in TEXT_TYPES or values.null_count:
-        values = text_array(values)
-    lengths: np.ndarray = pc.utf8_length(values).to_numpy(zero_copy_only=False)
+    lengths: np.ndarray = pc.utf8_length(text_array(values)).to_numpy(zero_copy_only=False)
     return lengths.astype(np.int64, copy=False)
 
 

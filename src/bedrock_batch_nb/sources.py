@@ -231,7 +231,7 @@ class ParquetSource(RowSource):
     def __init__(self, path: str, limit: int | None = None, *, keep: Any = None) -> None:
         self.path = path
         self._keep = keep  # what must live as long as the source (a temporary file)
-        self._file = self._open_file()
+        self._file = _open_parquet(path)
         meta = self._file.metadata
         schema = self._file.schema_arrow
         pandas_meta = schema.pandas_metadata or {}
@@ -255,15 +255,16 @@ class ParquetSource(RowSource):
     def index(self) -> pd.Index:
         return self._index
 
-    def _open_file(self) -> pq.ParquetFile:
-        return _open_parquet(self.path)
-
     def __del__(self) -> None:  # the read-ahead threads hold no reference to the source
         if hasattr(self, "_lock"):  # (not when the file could not be opened)
             self.close()
 
     def _names(self, columns: Sequence[str] | None) -> list[str]:
         return self.columns if columns is None else [c for c in self.columns if c in columns]
+
+    def _schema(self, names: list[str]) -> pa.Schema:
+        schema = self._file.schema_arrow
+        return pa.schema([schema.field(n) for n in names])
 
     def close(self) -> None:
         with self._lock:
@@ -307,8 +308,7 @@ class ParquetSource(RowSource):
                     self._pos, self._pending = end, None
                 else:  # the rest of this batch belongs to the next read
                     break
-            schema = self._file.schema_arrow
-            return pa.Table.from_batches(parts, schema=pa.schema([schema.field(n) for n in names]))
+            return pa.Table.from_batches(parts, schema=self._schema(names))
 
     def read(self, start: int, stop: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
         stop = min(stop, self.num_rows)
@@ -331,12 +331,7 @@ class ParquetSource(RowSource):
             table = self._arrow(first, int(chunk[-1]) + 1, names)
             parts.append(table.take(chunk - first))
             start = stop_at
-        schema = self._file.schema_arrow
-        whole = (
-            pa.concat_tables(parts)
-            if parts
-            else pa.schema([schema.field(n) for n in names]).empty_table()
-        )
+        whole = pa.concat_tables(parts) if parts else self._schema(names).empty_table()
         back = np.empty_like(order)
         back[order] = np.arange(len(order))
         result = whole.take(back)
