@@ -43,6 +43,7 @@ import boto3
 import datagen
 import pandas as pd
 import pyarrow.parquet as pq
+from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
 from bedrock_batch_nb import BatchRun, collecting, prompts, sources, staging, validation
@@ -82,7 +83,8 @@ def prepare(run: BatchRun) -> tuple[Any, int]:
 
 def stage_all(run: BatchRun, prepared: Any) -> None:
     """Build and upload every job's input file as ``start()`` does (``BatchRun._stage``: built
-    in input order, uploaded while the next is built, ``STAGE_CONCURRENCY`` files held)."""
+    in input order, uploaded while the next is built, ``STAGE_CONCURRENCY`` files and
+    ``STAGE_BYTES`` held at most)."""
     layout = run.layout
     jobs = [
         JobState(chunk, f"{run.run_id}-{chunk.index:04d}", layout.input_uri(chunk))
@@ -207,16 +209,23 @@ class Breakdown:
 # ---- S3 on loopback ---------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def moto_s3() -> Iterator[Any]:
-    """moto's S3 server on loopback in this process, the environment pointed at it."""
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+S3_MODES = ("mock", "server", "process")
+"""Where the staged and collect cases find S3: ``mock``, moto inside this process with no
+HTTP (``mock_aws``, as the reference's figures were measured); ``server``, moto's HTTP
+server on a thread of this process; ``process``, moto's HTTP server in a child process
+(loopback HTTP, as a real S3 endpoint is reached, without moto's work in this process)."""
+
+
+S3_NOTES = {
+    "mock": "moto's S3 in this process without HTTP: what it holds counts in the RSS",
+    "server": "moto's S3 server on a thread of this process: its work and memory count here",
+    "process": "moto's S3 server in a child process, over loopback HTTP",
+}
+
+
+def _aws_environment(endpoint: str | None) -> None:
     os.environ.update(
         {
-            "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}",
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1",
@@ -225,13 +234,35 @@ def moto_s3() -> Iterator[Any]:
     )
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
         os.environ.pop(name, None)
+    if endpoint is None:
+        os.environ.pop("AWS_ENDPOINT_URL_S3", None)
+    else:
+        os.environ["AWS_ENDPOINT_URL_S3"] = endpoint
     boto3.DEFAULT_SESSION = None
-    s3 = Clients.create("us-east-1").s3
-    s3.create_bucket(Bucket=BUCKET)
-    try:
+
+
+@contextlib.contextmanager
+def moto_s3(mode: str = "mock") -> Iterator[Any]:
+    """moto's S3 (see ``S3_MODES``), the environment pointed at it, the bucket made."""
+    with contextlib.ExitStack() as stack:
+        if mode == "mock":
+            _aws_environment(None)
+            stack.enter_context(mock_aws())
+        elif mode == "server":
+            logging.getLogger("werkzeug").setLevel(logging.WARNING)  # per-request lines
+            server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            server.start()
+            stack.callback(server.stop)
+            host, port = server.get_host_and_port()
+            _aws_environment(f"http://{host}:{port}")
+        elif mode == "process":
+            env = stack.enter_context(emulator_process())
+            _aws_environment(env["AWS_ENDPOINT_URL_S3"])
+        else:
+            raise ValueError(f"unknown S3 mode {mode!r}: one of {', '.join(S3_MODES)}")
+        s3 = Clients.create("us-east-1").s3
+        s3.create_bucket(Bucket=BUCKET)
         yield s3
-    finally:
-        server.stop()
 
 
 def bucket_mib(s3: Any, prefix: str = "") -> tuple[int, float]:
@@ -290,7 +321,7 @@ def case_prepare_embed_pure(size: int, args: argparse.Namespace) -> dict[str, An
 
 def case_prepare_text_staged(size: int, args: argparse.Namespace) -> dict[str, Any]:
     path = simplecot_path(args.data_dir, size)
-    with moto_s3() as s3:
+    with moto_s3(args.s3) as s3:
         meter = Meter()
         with Breakdown() as steps, meter.measure():
             start_at = time.perf_counter()
@@ -318,7 +349,8 @@ def case_prepare_text_staged(size: int, args: argparse.Namespace) -> dict[str, A
             breakdown=steps.report(meter.seconds),
             breakdown_note="thread seconds summed over the staging threads",
             staged_mib=round(staged, 1),
-            note="moto's S3 runs in this process: what it holds counts in the RSS",
+            s3=args.s3,
+            note=S3_NOTES[args.s3],
         )
 
 
@@ -367,7 +399,7 @@ def case_collect_s3(size: int, args: argparse.Namespace) -> dict[str, Any]:
     rows = pd.read_parquet(rows_path)
     adapter = resolve_adapter(datagen.CLAUDE_ID)
     prefix = "bedrock-batch/bench/output/abcdef123456/"
-    with moto_s3() as s3:
+    with moto_s3(args.s3) as s3:
         with open(out_path, "rb") as body:
             s3.put_object(Bucket=BUCKET, Key=f"{prefix}part-00001.jsonl.out", Body=body)
         manifest = {"totalRecordCount": size, "errorRecordCount": meta["errors"]}
@@ -385,7 +417,8 @@ def case_collect_s3(size: int, args: argparse.Namespace) -> dict[str, Any]:
             "collect_s3",
             size,
             **checked,
-            note="moto's S3 runs in this process: the uploaded output is in the base RSS",
+            s3=args.s3,
+            note=S3_NOTES[args.s3],
         )
 
 
@@ -668,6 +701,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cap", type=int, default=20, help="orchestrate: concurrent jobs")
     parser.add_argument("--job-seconds", type=float, default=1.0, help="orchestrate: job length")
     parser.add_argument("--poll-interval", type=float, default=0.1)
+    parser.add_argument(
+        "--s3", choices=S3_MODES, default="mock", help="staged and collect_s3: see S3_MODES"
+    )
     args = parser.parse_args(argv)
     if args.case == "_emulator":
         serve_emulator(json.loads(args.extra or "{}"))

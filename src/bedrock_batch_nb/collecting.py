@@ -65,6 +65,9 @@ class SpilledValues:
     is appended with its row's position, ``flush_rows`` to a row group, and read back by
     range of positions once collecting is over (the last answer written for a row wins)."""
 
+    CACHE_BYTES = 64 << 20
+    """Decoded row groups kept while reading back (see :meth:`_group`)."""
+
     def __init__(self, path: str, value_type: pa.DataType, flush_rows: int = 10_000) -> None:
         self.path = path
         self.value_type = value_type
@@ -132,14 +135,20 @@ class SpilledValues:
         return pos[last], group[last], row[last]
 
     def _group(self, g: int) -> pa.ChunkedArray:
+        """Row group ``g``'s answers, decoded.  A range of rows has its answers in the
+        row groups written while its job was collected (its lines come in any order), so
+        the groups read most recently are kept, up to ``CACHE_BYTES``: reading the ranges
+        in order then decodes each group about once."""
         import pyarrow.parquet as pq
 
-        if g not in self._groups:
-            if len(self._groups) >= 2:  # a couple of row groups decoded at a time
-                self._groups.pop(next(iter(self._groups)))
-            table = pq.ParquetFile(self.path).read_row_group(g, columns=["value"])
-            self._groups[g] = table.column(0)
-        return self._groups[g]
+        cached = self._groups.pop(g, None)
+        if cached is None:
+            cached = pq.ParquetFile(self.path).read_row_group(g, columns=["value"]).column(0)
+            held = sum(c.nbytes for c in self._groups.values())
+            while self._groups and held + cached.nbytes > self.CACHE_BYTES:
+                held -= self._groups.pop(next(iter(self._groups))).nbytes
+        self._groups[g] = cached  # the most recently used last
+        return cached
 
     def __getitem__(self, key: slice) -> list[Any]:
         with self._lock:
@@ -498,7 +507,7 @@ def _fields(text: str) -> tuple[Any, Any, Any] | None:
 
 # ---- reading whole blocks of lines with Arrow ----------------------------------------------
 
-BLOCK_BYTES = 4 << 20
+BLOCK_BYTES = 8 << 20
 """Bytes of output lines read and parsed at a time (Arrow parses a block on its threads,
 without the GIL; the block, not the file, is what is held in memory)."""
 

@@ -168,7 +168,10 @@ class ResultSummary:
             if "error" in names
             else 0
         )
-        first: pd.DataFrame = result.head(head).to_pandas()
+        # (no read-ahead: by default the scan would decode 16 batches of every column first)
+        first: pd.DataFrame = result.head(
+            head, batch_size=max(head, 1), batch_readahead=0, fragment_readahead=0
+        ).to_pandas()
         return cls(first, result.count_rows(), len(names), failed)
 
 

@@ -53,9 +53,19 @@ from .validation import LengthChecks, ValueChecks, check_columns, check_index, c
 Listener = Callable[[RunStatus], None]
 Result: TypeAlias = pd.DataFrame | pa_dataset.Dataset
 """What a finished run returns: one DataFrame, or for a large run a dataset over its file."""
+COLLECT_CONCURRENCY = 2
+"""Jobs' outputs read at once.  Jobs often end together (a wave of 20 at the end of a run);
+reading them two at a time keeps both cores busy (one parses while the other downloads)
+and holds two jobs' blocks rather than one per thread of the pool."""
+
 STAGE_CONCURRENCY = 8
 """Jobs whose input files are held at once: one being built (in input order, one at a time:
 it is CPU work, and the rows are read in order), the others uploading."""
+
+STAGE_BYTES = 96 << 20
+"""Bytes of built input files held while they upload: the next file is built only below
+this (or when none is held), so that 50,000-record jobs (about 50 MiB each) do not hold
+``STAGE_CONCURRENCY`` files at once."""
 
 
 def failure_hint(message: str | None) -> str:
@@ -596,16 +606,26 @@ class BatchRun:
 
     async def _stage(self, clients: Clients, jobs: list[JobState], point: str | None) -> None:
         """Build each job's input file, in input order and one at a time (the rows are read
-        in one pass), and upload it while the next is built; at most
-        ``STAGE_CONCURRENCY`` files are held at once, so memory holds a few jobs' lines, not
-        the dataset's.  The orchestrator is kicked as each one lands."""
-        gate = asyncio.Semaphore(STAGE_CONCURRENCY)
+        in one pass), and upload it while the next is built.  At most
+        ``STAGE_CONCURRENCY`` files are held at once, and the next one is built only while
+        less than ``STAGE_BYTES`` are, so memory holds a few jobs' lines, not the
+        dataset's.  The orchestrator is kicked as each one lands."""
+        held = asyncio.Condition()
+        holding = {"files": 0, "bytes": 0}
+
+        def room() -> bool:
+            return holding["files"] == 0 or (
+                holding["files"] < STAGE_CONCURRENCY and holding["bytes"] < STAGE_BYTES
+            )
 
         async def upload(job: JobState, body: bytes) -> None:
             try:
                 await asyncio.to_thread(self._put_job, clients, job, body)
             finally:
-                gate.release()
+                async with held:
+                    holding["files"] -= 1
+                    holding["bytes"] -= len(body)
+                    held.notify_all()
             crash_point("staging")
             job.staged = True
             if self._orchestrator is not None:
@@ -614,10 +634,13 @@ class BatchRun:
         uploads: list[asyncio.Future[None]] = []
         try:
             for job in jobs:
-                await gate.acquire()
+                async with held:
+                    await held.wait_for(room)
                 if any(u.done() and u.exception() for u in uploads):
                     break
                 body = await asyncio.to_thread(self._job_body, job)
+                holding["files"] += 1
+                holding["bytes"] += len(body)
                 uploads.append(asyncio.ensure_future(upload(job, body)))
         finally:
             await asyncio.gather(*uploads)
@@ -669,13 +692,15 @@ class BatchRun:
         self, clients: Clients, spec: SubmitSpec, results: Results
     ) -> Orchestrator:
         layout = self.layout
+        gate = asyncio.Semaphore(COLLECT_CONCURRENCY)
 
         async def collect(job: JobState) -> None:
             if job.job_id is not None:
                 prefix = layout.job_output_key(job.job_id)
-                stats = await asyncio.to_thread(
-                    collect_job, clients.s3, layout.bucket, prefix, results
-                )
+                async with gate:
+                    stats = await asyncio.to_thread(
+                        collect_job, clients.s3, layout.bucket, prefix, results
+                    )
                 job.unreadable_lines = stats.malformed
             ended = f"{job.status}: {job.message}" if job.message else job.status
             lost = f", {job.unreadable_lines} unreadable line(s)" if job.unreadable_lines else ""
@@ -811,25 +836,38 @@ class BatchRun:
         return journal.cache_dir() / self.run_id / "results.parquet"
 
     def _stream_results(self, results: Results, path: str) -> None:
+        """Join and write the results ``PARQUET_BATCH_ROWS`` rows at a time, each batch
+        encoded and compressed on a worker thread (without the GIL) while the next one is
+        joined."""
         types = results.arrow_types()
         writer: pq.ParquetWriter | None = None
         schema: pa.Schema | None = None
         total = self.source.num_rows
-        try:
-            for start in range(0, total, PARQUET_BATCH_ROWS):
-                rows = self.source.read(start, min(start + PARQUET_BATCH_ROWS, total))
-                part = results.to_frame(rows, start)
-                if schema is None:
-                    schema = pa.Schema.from_pandas(part, preserve_index=True)
-                    for name, kind in types.items():
-                        schema = schema.set(schema.get_field_index(name), pa.field(name, kind))
-                    writer = pq.ParquetWriter(path, schema)
-                assert writer is not None
-                writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=True))
-                pa.default_memory_pool().release_unused()  # keep the batches' memory bounded
-        finally:
-            if writer is not None:
-                writer.close()
+        written: concurrent.futures.Future[None] | None = None
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="write-results") as pool:
+            try:
+                for start in range(0, total, PARQUET_BATCH_ROWS):
+                    rows = self.source.read(start, min(start + PARQUET_BATCH_ROWS, total))
+                    part = results.to_frame(rows, start)
+                    if schema is None:
+                        schema = pa.Schema.from_pandas(part, preserve_index=True)
+                        for name, kind in types.items():
+                            at = schema.get_field_index(name)
+                            schema = schema.set(at, pa.field(name, kind))
+                        writer = pq.ParquetWriter(path, schema)
+                    assert writer is not None
+                    table = pa.Table.from_pandas(part, schema=schema, preserve_index=True)
+                    if written is not None:
+                        written.result()
+                        pa.default_memory_pool().release_unused()  # batches' memory bounded
+                    written = pool.submit(writer.write_table, table)
+                if written is not None:
+                    written.result()
+            finally:
+                if written is not None:  # (the writer is closed after its last write)
+                    concurrent.futures.wait([written])
+                if writer is not None:
+                    writer.close()
 
     def _write_results(self, clients: Clients, frame: pd.DataFrame) -> str:
         try:
@@ -866,7 +904,11 @@ class BatchRun:
         if not isinstance(frame, pd.DataFrame):
             schema = frame.schema
             pending = pa.Table.from_batches([], schema=schema)
-            for batch in frame.to_batches(batch_size=batch_rows):
+            # one batch read ahead (the default holds 16 of every column)
+            batches = frame.to_batches(
+                batch_size=batch_rows, batch_readahead=1, fragment_readahead=1
+            )
+            for batch in batches:
                 pending = pa.concat_tables([pending, pa.Table.from_batches([batch])])
                 while pending.num_rows >= batch_rows:
                     part: pd.DataFrame = pending.slice(0, batch_rows).to_pandas()
