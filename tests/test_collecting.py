@@ -467,3 +467,41 @@ def test_spilled_answers_read_back_by_range_with_the_last_write_winning(tmp_path
     read = vectors[0:5]
     assert read[2] is None and read[3] is None
     assert [list(read[p]) for p in (0, 1, 4)] == [[0.0, 0.5], [1.0, 0.5], [4.0, 0.5]]
+
+
+def test_spilled_answers_of_shuffled_jobs_are_decoded_about_once_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job's lines come in any order, so its answers spread over several row groups;
+    reading the ranges back in order must not decode those groups again for each range."""
+    import pyarrow as pa
+
+    from bedrock_batch_nb.collecting import SpilledValues
+
+    rng = random.Random(11)
+    job_rows, jobs = 500, 4
+    expected: list[object] = [None] * (job_rows * jobs)
+    spilled = SpilledValues(str(tmp_path / "answers.parquet"), pa.string(), flush_rows=100)
+    for job in range(jobs):  # collected one job after another, lines shuffled
+        for pos in rng.sample(range(job * job_rows, (job + 1) * job_rows), job_rows):
+            spilled[pos] = expected[pos] = f"answer {pos}"
+    decoded: list[int] = []
+    read_row_group = pq.ParquetFile.read_row_group
+
+    def counted(self: pq.ParquetFile, i: int, *args: object, **kwargs: object) -> object:
+        if kwargs.get("columns") == ["value"]:
+            decoded.append(i)
+        return read_row_group(self, i, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", counted)
+    ranges = [spilled[start : start + 100] for start in range(0, job_rows * jobs, 100)]
+    assert [value for part in ranges for value in part] == expected
+    assert sorted(decoded) == list(range(20))  # 20 groups of 100, each decoded once
+
+    decoded.clear()  # with room for one group only, the same answers (decoded more often)
+    small = SpilledValues(str(tmp_path / "small.parquet"), pa.string(), flush_rows=100)
+    small.CACHE_BYTES = 1
+    for pos in rng.sample(range(job_rows), job_rows):
+        small[pos] = expected[pos]
+    assert [v for s in range(0, job_rows, 100) for v in small[s : s + 100]] == expected[:job_rows]
+    assert len(decoded) > 5

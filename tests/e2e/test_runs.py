@@ -8,6 +8,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import boto3
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 
 from bedrock_batch_nb import BatchInputError, BatchRun, BatchRunError, run_batch
 from bedrock_batch_nb.local import LocalBedrock
+from bedrock_batch_nb.orchestrator import JobState
 
 pytestmark = pytest.mark.e2e
 
@@ -396,3 +398,33 @@ def test_a_run_over_max_frame_rows_returns_a_dataset_over_its_file(
     summary = ResultSummary.of(result)
     assert (summary.rows, summary.columns, summary.failed) == (250, 6, 1)
     pd.testing.assert_frame_equal(summary.head, out.head(10))
+
+
+def test_staging_holds_input_files_up_to_stage_bytes(
+    aws: LocalBedrock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Big jobs' files are not all held at once: under a cap of one byte, each file is
+    uploaded before the next is built, and every job still runs."""
+    from bedrock_batch_nb import run as run_module
+
+    monkeypatch.setattr(run_module, "STAGE_BYTES", 1)
+    events: list[str] = []
+    job_body, put_job = BatchRun._job_body, BatchRun._put_job
+
+    def build(self: BatchRun, job: JobState) -> bytes:
+        events.append(f"build {job.name}")
+        return job_body(self, job)
+
+    def put(self: BatchRun, clients: Any, job: JobState, body: bytes) -> None:
+        time.sleep(0.05)  # an upload that takes a while: the next build must wait for it
+        put_job(self, clients, job, body)
+        events.append(f"put {job.name}")
+
+    monkeypatch.setattr(BatchRun, "_job_body", build)
+    monkeypatch.setattr(BatchRun, "_put_job", put)
+    df = topics(400)
+    run = BatchRun(df, CLAUDE, "Joke about {topic}", max_records_per_job=100, **FAST)
+    out = run.start().wait(timeout=60)
+    answers_match_prompts(out, df, "Joke about {topic}")
+    names = [job.name for job in run.status().jobs]
+    assert events == [e for name in names for e in (f"build {name}", f"put {name}")]
