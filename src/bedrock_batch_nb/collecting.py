@@ -507,7 +507,7 @@ def _fields(text: str) -> tuple[Any, Any, Any] | None:
 
 # ---- reading whole blocks of lines with Arrow ----------------------------------------------
 
-BLOCK_BYTES = 8 << 20
+BLOCK_BYTES = 4 << 20
 """Bytes of output lines read and parsed at a time (Arrow parses a block on its threads,
 without the GIL; the block, not the file, is what is held in memory)."""
 
