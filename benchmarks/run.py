@@ -36,10 +36,13 @@ FULL: list[tuple[str, int, tuple[str, ...]]] = [
     ("prepare_embed_pure", 200_000, ()),
     ("prepare_embed_pure", 2_200_000, ()),
     ("prepare_text_staged", 200_000, ()),
+    ("prepare_text_staged", 200_000, ("--s3", "process")),
+    ("prepare_text_staged", 2_200_000, ("--s3", "process")),
     ("collect_pure", 1_000, ()),
     ("collect_pure", 50_000, ()),
     ("collect_s3", 1_000, ()),
     ("collect_s3", 50_000, ()),
+    ("collect_s3", 50_000, ("--s3", "process")),
     ("orchestrate", 45, ("--cap", "20", "--job-seconds", "1.0", "--poll-interval", "0.1")),
     ("loop_lag", 200_000, ("--poll-interval", "0.5")),
     ("run_streamed", 200_000, ("--poll-interval", "0.5")),
@@ -48,6 +51,7 @@ SMOKE: list[tuple[str, int, tuple[str, ...]]] = [
     ("prepare_text_pure", 2_000, ()),
     ("prepare_embed_pure", 2_000, ()),
     ("prepare_text_staged", 2_000, ()),
+    ("prepare_text_staged", 2_000, ("--s3", "process")),
     ("collect_pure", 200, ()),
     ("collect_s3", 200, ()),
     ("orchestrate", 5, ("--cap", "2", "--job-seconds", "0.2", "--poll-interval", "0.05")),
@@ -90,10 +94,17 @@ def data_needed(case: str, size: int) -> tuple[str, int] | None:
 class Outcome:
     case: str
     size: int
+    extra: tuple[str, ...] = ()
     runs: list[dict[str, Any]] = field(default_factory=list)
     status: str = "ok"  # ok, crashed, timeout, over-memory
     detail: str = ""
     max_child_rss_mib: float = 0.0
+
+    @property
+    def label(self) -> str:
+        """The case, and where its S3 was when not the default (``cases.S3_MODES``)."""
+        s3 = self.extra[self.extra.index("--s3") + 1] if "--s3" in self.extra else None
+        return f"{self.case} ({s3} S3)" if s3 else self.case
 
     @property
     def median(self) -> dict[str, Any]:
@@ -178,7 +189,11 @@ def verdict(out: Outcome, everything: list[Outcome]) -> tuple[str, str]:
         text = f">= {goal:,} rows/s"
         ok = rate >= goal
         if out.size >= 1_000_000:
-            small = [o for o in everything if o.case == case and o.size < out.size and o.runs]
+            small = [
+                o
+                for o in everything
+                if (o.case, o.extra) == (case, out.extra) and o.size < out.size and o.runs
+            ]
             limit = GOAL_PREPARE_RISE_MIB
             if small:
                 limit = min(limit, 1.2 * small[0].median["rss_rise_mib"])
@@ -240,7 +255,7 @@ def table(outcomes: list[Outcome]) -> str:
         goal, mark = verdict(out, outcomes)
         rows.append(
             (
-                out.case,
+                out.label,
                 f"{out.size:,}",
                 str(len(out.runs)),
                 human(m.get("seconds"), 2),
@@ -262,7 +277,7 @@ def table(outcomes: list[Outcome]) -> str:
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
     lines.append("")
-    lines += [f"{o.case} {o.size:,}: {notes(o)}" for o in outcomes]
+    lines += [f"{o.label} {o.size:,}: {notes(o)}" for o in outcomes]
     return "\n".join(lines)
 
 
@@ -313,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
                 stdout=subprocess.DEVNULL,
             )
         for case, size, extra in plan:
-            out = Outcome(case, size)
+            out = Outcome(case, size, extra)
             argv = [sys.executable, str(CASES_PY), case, str(size), "--data-dir", str(data_dir)]
             for i in range(repeats):
                 t0 = time.monotonic()
@@ -323,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                 out.max_child_rss_mib = max(out.max_child_rss_mib, max_rss)
                 took = time.monotonic() - t0
                 print(
-                    f"[{case} {size:,} {i + 1}/{repeats}] {status} in {took:.1f} s"
+                    f"[{out.label} {size:,} {i + 1}/{repeats}] {status} in {took:.1f} s"
                     + (f": {result['seconds']:.3f} s measured" if result else f": {detail}"),
                     file=sys.stderr,
                     flush=True,
@@ -352,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{len(outcomes)} case(s) in {took:.0f} s; medians of {repeats}; engine {engine}.")
     failed = [o for o in outcomes if o.status == "crashed" or (args.smoke and o.status != "ok")]
     for o in failed:
-        print(f"\nFAILED {o.case} {o.size:,}: {o.status}\n{o.detail}", file=sys.stderr)
+        print(f"\nFAILED {o.label} {o.size:,}: {o.status}\n{o.detail}", file=sys.stderr)
     return 1 if failed else 0
 
 
