@@ -150,28 +150,38 @@ class SpilledValues:
         self._groups[g] = cached  # the most recently used last
         return cached
 
-    def __getitem__(self, key: slice) -> list[Any]:
+    def arrow(self, start: int, stop: int) -> pa.Array:
+        """The answers of positions ``start`` to ``stop`` as one Arrow array, null where a
+        position has none."""
         with self._lock:
             if self._index is None:
                 self._index = self._build_index()
             pos, group, row = self._index
-            start, stop = key.start or 0, key.stop
             lo, hi = np.searchsorted(pos, [start, stop])
             pos, group, row = pos[lo:hi], group[lo:hi], row[lo:hi]
-            out: list[Any] = [None] * (stop - start)
+            chunks: list[pa.Array] = []
+            at: list[np.ndarray] = []  # where each taken answer goes
             for g in np.unique(group).tolist():
                 here = group == g
-                picked = self._group(g).take(pa.array(row[here]))
-                values = [
-                    value
-                    for i in range(0, len(picked), _CONVERT_ROWS)
-                    for value in picked.slice(i, _CONVERT_ROWS).to_pylist()
-                ]
-                if pa.types.is_list(self.value_type):  # embeddings: float64 arrays
-                    values = [None if v is None else np.asarray(v, float) for v in values]
-                for p, value in zip((pos[here] - start).tolist(), values, strict=True):
-                    out[p] = value
-            return out
+                chunks += self._group(g).take(pa.array(row[here])).chunks
+                at.append(pos[here] - start)
+        taken = pa.concat_arrays(chunks) if chunks else pa.array([], self.value_type)
+        source = np.full(stop - start, -1, dtype=np.int64)
+        if at:
+            source[np.concatenate(at)] = np.arange(len(taken))
+        return taken.take(pa.array(source, mask=source < 0))
+
+    def __getitem__(self, key: slice) -> list[Any]:
+        start, stop = key.start or 0, key.stop
+        answers = self.arrow(start, stop)
+        values = [
+            value
+            for i in range(0, len(answers), _CONVERT_ROWS)
+            for value in answers.slice(i, _CONVERT_ROWS).to_pylist()
+        ]
+        if pa.types.is_list(self.value_type):  # embeddings: float64 arrays
+            values = [None if v is None else np.asarray(v, float) for v in values]
+        return values
 
 
 class Results:
@@ -339,6 +349,18 @@ class Results:
         out["output_tokens"] = pd.array(_as_int(self.output_tokens[start:stop]), dtype="Int64")
         return out
 
+    def arrow_columns(self, start: int, stop: int) -> dict[str, Any] | None:
+        """The result columns of positions ``start`` to ``stop`` as Arrow arrays, when the
+        answers are on disk (None otherwise: :meth:`to_frame` then)."""
+        if not isinstance(self.values, SpilledValues):
+            return None
+        return {
+            self.value_column: self.values.arrow(start, stop),
+            "error": pa.array(self.errors[start:stop], pa.string()),
+            "input_tokens": _int_array(self.input_tokens[start:stop]),
+            "output_tokens": _int_array(self.output_tokens[start:stop]),
+        }
+
     def arrow_types(self) -> dict[str, pa.DataType]:
         """The result columns' Arrow types (so that a file written a batch at a time has one
         schema even when its first batch holds no answer or no error)."""
@@ -448,6 +470,12 @@ def upload_parquet(
         write_parquet(frame, spool, batch_rows=batch_rows)
         spool.seek(0)
         s3.upload_fileobj(spool, bucket, key, ExtraArgs=put or None)
+
+
+def _int_array(values: np.ndarray) -> pa.Array:
+    """Whole numbers with NaN as missing, as an Arrow int64 array (raises if one is not
+    whole or does not fit)."""
+    return pa.array(values, pa.float64(), mask=np.isnan(values)).cast(pa.int64())
 
 
 def _as_int(values: np.ndarray) -> Any:

@@ -853,36 +853,70 @@ class BatchRun:
     def _stream_results(self, results: Results, path: str) -> None:
         """Join and write the results ``PARQUET_BATCH_ROWS`` rows at a time, each batch
         encoded and compressed on a worker thread (without the GIL) while the next one is
-        joined."""
+        joined.  The first batch goes through a DataFrame (its schema is the one
+        ``to_frame`` gives, pandas metadata included); the others are joined in Arrow
+        when the source can (:meth:`_arrow_batch`)."""
         types = results.arrow_types()
         writer: pq.ParquetWriter | None = None
         schema: pa.Schema | None = None
         total = self.source.num_rows
         written: concurrent.futures.Future[None] | None = None
-        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="write-results") as pool:
-            try:
-                for start in range(0, total, PARQUET_BATCH_ROWS):
-                    rows = self.source.read(start, min(start + PARQUET_BATCH_ROWS, total))
-                    part = results.to_frame(rows, start)
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="write-results")
+        try:
+            for start in range(0, total, PARQUET_BATCH_ROWS):
+                stop = min(start + PARQUET_BATCH_ROWS, total)
+                table = None if schema is None else self._arrow_batch(results, start, stop, schema)
+                if table is None:
+                    part = results.to_frame(self.source.read(start, stop), start)
                     if schema is None:
                         schema = pa.Schema.from_pandas(part, preserve_index=True)
                         for name, kind in types.items():
                             at = schema.get_field_index(name)
                             schema = schema.set(at, pa.field(name, kind))
                         writer = pq.ParquetWriter(path, schema)
-                    assert writer is not None
                     table = pa.Table.from_pandas(part, schema=schema, preserve_index=True)
-                    if written is not None:
-                        written.result()
-                        pa.default_memory_pool().release_unused()  # batches' memory bounded
-                    written = pool.submit(writer.write_table, table)
+                assert writer is not None
                 if written is not None:
                     written.result()
-            finally:
-                if written is not None:  # (the writer is closed after its last write)
-                    concurrent.futures.wait([written])
-                if writer is not None:
-                    writer.close()
+                    pa.default_memory_pool().release_unused()  # batches' memory bounded
+                written = pool.submit(writer.write_table, table)
+            if written is not None:
+                written.result()
+        finally:
+            if written is not None:  # (the writer is closed after its last write)
+                concurrent.futures.wait([written])
+            pool.shutdown()
+            if writer is not None:
+                writer.close()
+
+    def _arrow_batch(
+        self, results: Results, start: int, stop: int, schema: pa.Schema
+    ) -> pa.Table | None:
+        """Rows ``start`` to ``stop`` joined to their results in Arrow, no Python object
+        per value, as :meth:`Results.to_frame` and ``Table.from_pandas`` would give them
+        in ``schema``; None when the source is not Arrow, the answers are not on disk, or
+        a column does not cast to its type in ``schema`` (the DataFrame path then)."""
+        raw = self.source.read_raw(start, stop)
+        answers = results.arrow_columns(start, stop)
+        if not isinstance(raw, pa.Table) or answers is None:
+            return None
+        index = pa.Table.from_pandas(
+            pd.DataFrame(index=self.source.index[start:stop]), preserve_index=True
+        )
+        if set(index.column_names) & (set(raw.column_names) | set(answers)):
+            return None  # an index named like a column: leave the naming to pandas
+        columns = {
+            **dict(zip(raw.column_names, raw.columns, strict=True)),
+            **answers,  # (replacing input columns of the same name, as to_frame does)
+            **dict(zip(index.column_names, index.columns, strict=True)),
+        }
+        try:
+            arrays = [columns[field.name].cast(field.type) for field in schema]
+        except (KeyError, ArrowError, TypeError, ValueError):
+            return None
+        if len(columns) != len(schema):
+            return None
+        return pa.Table.from_arrays(arrays, schema=schema)
 
     def _write_results(self, clients: Clients, frame: pd.DataFrame) -> str:
         try:

@@ -428,3 +428,53 @@ def test_staging_holds_input_files_up_to_stage_bytes(
     answers_match_prompts(out, df, "Joke about {topic}")
     names = [job.name for job in run.status().jobs]
     assert events == [e for name in names for e in (f"build {name}", f"put {name}")]
+
+
+@pytest.mark.parametrize("model_id", [CLAUDE, TITAN])
+def test_a_large_run_from_parquet_writes_what_the_dataframe_path_gives(
+    aws: LocalBedrock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_id: str
+) -> None:
+    """Over max_frame_rows the rows of a file are joined to their answers in Arrow, batch
+    after batch: the file read back is the DataFrame the same run gives below the limit
+    (index, input columns and their types, answers, errors, token counts)."""
+    from bedrock_batch_nb import run as run_module
+
+    monkeypatch.setenv("BEDROCK_BATCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(run_module, "PARQUET_BATCH_ROWS", 64)  # several batches
+    df = topics(250)
+    df["score"] = np.arange(250) / 4  # a column of another type, carried through
+    df.loc["row-7", "topic"] = "BROKEN"
+    aws.faults.fail_text_containing = "BROKEN"  # a per-record error line
+    path = tmp_path / "topics.parquet"
+    df.to_parquet(path, row_group_size=100)
+    options = {"max_record_retries": 0, "max_records_per_job": 100, **FAST}
+    prompt = "Joke about {topic}" if model_id == CLAUDE else None
+    if prompt is None:
+        options["input_text_column"] = "topic"
+
+    small_run = BatchRun(str(path), model_id, prompt, **options)
+    assert isinstance(small_run.start().wait(timeout=60), pd.DataFrame)
+    small = pd.read_parquet(small_run.to_parquet(str(tmp_path / "small.parquet")))
+    large_run = BatchRun(str(path), model_id, prompt, max_frame_rows=100, **options)
+    joined = run_module.BatchRun._arrow_batch
+    arrow_batches: list[int] = []
+
+    def spy(self: BatchRun, results: Any, start: int, stop: int, schema: Any) -> Any:
+        table = joined(self, results, start, stop, schema)
+        arrow_batches.append(start) if table is not None else None
+        return table
+
+    monkeypatch.setattr(run_module.BatchRun, "_arrow_batch", spy)
+    large_run.start().wait(timeout=60)
+    assert arrow_batches == [64, 128, 192]  # every batch after the first, in Arrow
+    out = pd.read_parquet(large_run.local_results_path)
+    assert out.index.equals(df.index)
+    if model_id == CLAUDE:
+        pd.testing.assert_frame_equal(out, small)
+    else:  # (arrays of floats, compared one by one)
+        kept = out.drop(columns=["embedding"])
+        pd.testing.assert_frame_equal(kept, small.drop(columns=["embedding"]))
+        for got, want in zip(out["embedding"], small["embedding"], strict=True):
+            assert (got is None) == (want is None)
+            assert want is None or list(got) == list(want)
+    assert out.loc["row-7", "error"] and out["error"].notna().sum() == 1
