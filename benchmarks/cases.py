@@ -289,7 +289,7 @@ def case_prepare_text_pure(size: int, args: argparse.Namespace) -> dict[str, Any
     meter = Meter()
     with Breakdown() as steps, meter.measure():
         run = new_run(
-            str(path), datagen.CLAUDE_ID, datagen.TEMPLATE, max_records_per_job=RECORDS_PER_JOB
+            str(path), datagen.CLAUDE_ID, datagen.TEMPLATE, max_records_per_job=args.records_per_job
         )
         prepared, request_bytes = prepare(run)
     return meter.result(
@@ -308,7 +308,7 @@ def case_prepare_embed_pure(size: int, args: argparse.Namespace) -> dict[str, An
             str(path),
             datagen.TITAN_ID,
             input_text_column="source",
-            max_records_per_job=RECORDS_PER_JOB,
+            max_records_per_job=args.records_per_job,
         )
         prepared, request_bytes = prepare(run)
     return meter.result(
@@ -329,7 +329,7 @@ def case_prepare_text_staged(size: int, args: argparse.Namespace) -> dict[str, A
                 str(path),
                 datagen.CLAUDE_ID,
                 datagen.TEMPLATE,
-                max_records_per_job=RECORDS_PER_JOB,
+                max_records_per_job=args.records_per_job,
             )
             run.validate()
             prepared = run._prepared
@@ -608,7 +608,7 @@ def background_run(
                 str(path),
                 datagen.CLAUDE_ID,
                 datagen.TEMPLATE,
-                max_records_per_job=RECORDS_PER_JOB,
+                max_records_per_job=args.records_per_job,
                 max_concurrent_jobs=20,
                 poll_interval=args.poll_interval,
                 max_record_retries=0,
@@ -701,6 +701,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cap", type=int, default=20, help="orchestrate: concurrent jobs")
     parser.add_argument("--job-seconds", type=float, default=1.0, help="orchestrate: job length")
     parser.add_argument("--poll-interval", type=float, default=0.1)
+    parser.add_argument(
+        "--records-per-job", type=int, default=RECORDS_PER_JOB, help="prepare and run cases"
+    )
     parser.add_argument(
         "--s3", choices=S3_MODES, default="mock", help="staged and collect_s3: see S3_MODES"
     )
