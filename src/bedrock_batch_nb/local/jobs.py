@@ -170,6 +170,9 @@ class Job:
     entered: float = field(default_factory=time.monotonic)
     files: list[str] = field(default_factory=list)
     records: list[_Record] = field(default_factory=list)
+    final_counts: dict[str, int] | None = None
+    """The counts once the job is over and its records and output lines are let go (a
+    2.2-million-record run would otherwise keep every parsed request and answer)."""
     results: list[_Result] = field(default_factory=list)
     processed: int = 0
     """Records done, as of the last transition (while InProgress, see :meth:`done_now`)."""
@@ -200,6 +203,8 @@ class Job:
         return self.entered + self.in_progress_seconds * share
 
     def counts(self, processed: int | None = None) -> dict[str, int]:
+        if self.final_counts is not None:
+            return self.final_counts
         done = self.results[: self.done_now() if processed is None else processed]
         ok = sum(1 for r in done if r.ok)
         return {
@@ -733,6 +738,8 @@ class JobStore:
             if job.status != expected:  # stopped while its output was written: it stops
                 return
             self._set_status(job, status, message)
+            job.final_counts = job.counts(job.processed)
+            job.records, job.results = [], []  # written to S3: what describes the job stays
         s = self.stats
         with s.lock:
             s.records_processed += len(done)
