@@ -461,7 +461,8 @@ def test_a_large_run_from_parquet_writes_what_the_dataframe_path_gives(
 
     def spy(self: BatchRun, results: Any, start: int, stop: int, schema: Any) -> Any:
         table = joined(self, results, start, stop, schema)
-        arrow_batches.append(start) if table is not None else None
+        if table is not None:
+            arrow_batches.append(start)
         return table
 
     monkeypatch.setattr(run_module.BatchRun, "_arrow_batch", spy)
