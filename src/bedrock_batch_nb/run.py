@@ -865,9 +865,10 @@ class BatchRun:
         try:
             for start in range(0, total, PARQUET_BATCH_ROWS):
                 stop = min(start + PARQUET_BATCH_ROWS, total)
-                table = None if schema is None else self._arrow_batch(results, start, stop, schema)
+                raw = self.source.read_raw(start, stop)  # (read once, whichever path joins)
+                table = None if schema is None else self._arrow_batch(results, raw, start, schema)
                 if table is None:
-                    part = results.to_frame(self.source.read(start, stop), start)
+                    part = results.to_frame(self.source.labelled(raw, start), start)
                     if schema is None:
                         schema = pa.Schema.from_pandas(part, preserve_index=True)
                         for name, kind in types.items():
@@ -890,15 +891,18 @@ class BatchRun:
                 writer.close()
 
     def _arrow_batch(
-        self, results: Results, start: int, stop: int, schema: pa.Schema
+        self, results: Results, raw: pd.DataFrame | pa.Table, start: int, schema: pa.Schema
     ) -> pa.Table | None:
-        """Rows ``start`` to ``stop`` joined to their results in Arrow, no Python object
-        per value, as :meth:`Results.to_frame` and ``Table.from_pandas`` would give them
-        in ``schema``; None when the source is not Arrow, the answers are not on disk, or
-        a column does not cast to its type in ``schema`` (the DataFrame path then)."""
-        raw = self.source.read_raw(start, stop)
+        """The rows ``raw`` (from ``read_raw``, starting at position ``start``) joined to
+        their results in Arrow, no Python object per value, as :meth:`Results.to_frame`
+        and ``Table.from_pandas`` would give them in ``schema``; None when the source is
+        not Arrow, the answers are not on disk, or a column does not cast to its type in
+        ``schema`` (the DataFrame path then)."""
+        if not isinstance(raw, pa.Table):
+            return None
+        stop = start + raw.num_rows
         answers = results.arrow_columns(start, stop)
-        if not isinstance(raw, pa.Table) or answers is None:
+        if answers is None:
             return None
         index = pa.Table.from_pandas(
             pd.DataFrame(index=self.source.index[start:stop]), preserve_index=True
@@ -910,11 +914,11 @@ class BatchRun:
             **answers,  # (replacing input columns of the same name, as to_frame does)
             **dict(zip(index.column_names, index.columns, strict=True)),
         }
+        if len(columns) != len(schema):
+            return None
         try:
             arrays = [columns[field.name].cast(field.type) for field in schema]
         except (KeyError, ArrowError, TypeError, ValueError):
-            return None
-        if len(columns) != len(schema):
             return None
         return pa.Table.from_arrays(arrays, schema=schema)
 

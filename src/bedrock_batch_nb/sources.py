@@ -100,6 +100,13 @@ class RowSource:
         datasets (no Python object per value), a DataFrame for a DataFrame."""
         return self.read(start, stop, columns)
 
+    def labelled(self, rows: pd.DataFrame | pa.Table, start: int) -> pd.DataFrame:
+        """Rows from :meth:`read_raw` that start at position ``start``, as :meth:`read`
+        gives them (a DataFrame labelled with ``index``)."""
+        if isinstance(rows, pd.DataFrame):
+            return rows
+        return _to_pandas(rows, self.index[start : start + rows.num_rows])
+
     def raw_batches(
         self, columns: Sequence[str] | None = None, batch_rows: int = BATCH_ROWS
     ) -> Iterator[tuple[int, pd.DataFrame | pa.Table]]:
@@ -201,8 +208,7 @@ class TableSource(RowSource):
         return self._table.select([c for c in self.columns if c in columns])
 
     def read(self, start: int, stop: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        part = self.read_raw(start, stop, columns)
-        return _to_pandas(part, pd.RangeIndex(start, start + part.num_rows))
+        return self.labelled(self.read_raw(start, stop, columns), start)
 
     def read_raw(self, start: int, stop: int, columns: Sequence[str] | None = None) -> pa.Table:
         return self._select(columns).slice(start, max(0, min(stop, self.num_rows) - start))
@@ -311,8 +317,7 @@ class ParquetSource(RowSource):
             return pa.Table.from_batches(parts, schema=self._schema(names))
 
     def read(self, start: int, stop: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        stop = min(stop, self.num_rows)
-        return _to_pandas(self.read_raw(start, stop, columns), self._index[start:stop])
+        return self.labelled(self.read_raw(start, stop, columns), start)
 
     def read_raw(self, start: int, stop: int, columns: Sequence[str] | None = None) -> pa.Table:
         return self._arrow(start, min(stop, self.num_rows), self._names(columns))

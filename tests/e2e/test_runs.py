@@ -459,8 +459,8 @@ def test_a_large_run_from_parquet_writes_what_the_dataframe_path_gives(
     joined = run_module.BatchRun._arrow_batch
     arrow_batches: list[int] = []
 
-    def spy(self: BatchRun, results: Any, start: int, stop: int, schema: Any) -> Any:
-        table = joined(self, results, start, stop, schema)
+    def spy(self: BatchRun, results: Any, raw: Any, start: int, schema: Any) -> Any:
+        table = joined(self, results, raw, start, schema)
         if table is not None:
             arrow_batches.append(start)
         return table
