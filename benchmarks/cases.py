@@ -381,16 +381,16 @@ def case_collect_pure(size: int, args: argparse.Namespace) -> dict[str, Any]:
     rows_path, out_path, meta = collect_fixture(args.data_dir, size)
     rows = pd.read_parquet(rows_path)  # a run holds its input rows already
     adapter = resolve_adapter(datagen.CLAUDE_ID)
-    target = Path(tempfile.mkdtemp(prefix="bench-collect-")) / "results.parquet"
     meter = Meter()
-    with meter.measure():
-        results = Results(len(rows), adapter)
-        with open(out_path, "rb") as lines:
-            stats = results.add_lines(lines)
-        frame = results.to_frame(rows)
-        write_results(frame, target)
+    with tempfile.TemporaryDirectory(prefix="bench-collect-") as scratch:
+        target = Path(scratch) / "results.parquet"
+        with meter.measure():
+            results = Results(len(rows), adapter)
+            with open(out_path, "rb") as lines:
+                stats = results.add_lines(lines)
+            frame = results.to_frame(rows)
+            write_results(frame, target)
     checked = check_collected(frame, stats, meta)
-    target.unlink()
     return meter.result("collect_pure", size, **checked)
 
 

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 from bedrock_batch_nb import staging
+from bedrock_batch_nb.local import LocalBedrock
 from bedrock_batch_nb.models import InferenceParams, resolve_adapter
 from bedrock_batch_nb.staging import RecordBuilder, jsonl_body, position_of
 
@@ -61,3 +62,21 @@ def test_texts_with_other_control_characters_take_the_per_record_path(
         positions = list(range(5, 5 + len(texts)))
         assert builder.body(texts, positions) == jsonl_body(builder.lines(texts, positions))
     assert builder.body([], []) == b""
+
+
+def test_staged_files_carry_the_crc32_s3_checks(aws: LocalBedrock) -> None:
+    """The checksum header botocore would compute while streaming is sent up front."""
+    from botocore.httpchecksum import Crc32Checksum
+
+    s3 = aws.s3_client()
+    sent: dict[str, bytes] = {}
+    s3.meta.events.register(
+        "before-send.s3.PutObject", lambda request, **_: sent.update(request.headers)
+    )
+    body = jsonl_body(f'{{"recordId":"R{i:010d}","modelInput":{{}}}}' for i in range(1000))
+    staging.put_jsonl(s3, aws.bucket, "input/part-00001.jsonl", body)
+    expected = Crc32Checksum()
+    expected.update(body)
+    assert sent["x-amz-checksum-crc32"] == expected.b64digest().encode()
+    got = s3.get_object(Bucket=aws.bucket, Key="input/part-00001.jsonl")["Body"].read()
+    assert got == body

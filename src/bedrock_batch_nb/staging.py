@@ -11,7 +11,9 @@ adapter builds one body around a marker and each record splices its JSON-escaped
 
 from __future__ import annotations
 
+import base64
 import json
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from json.encoder import encode_basestring
@@ -253,6 +255,22 @@ def put_jsonl(
     kms_key_id: str | None = None,
     bucket_owner: str | None = None,
 ) -> None:
-    """Upload a JSONL file's bytes."""
+    """Upload a JSONL file's bytes, with their CRC32 for S3 to check.
+
+    Given the checksum, botocore sends it as a header instead of wrapping the body in
+    ``aws-chunked`` encoding with a trailing checksum that it computes while streaming; the
+    upload is checked end to end as before, for less work on both sides."""
     extra = put_options(kms_key_id, bucket_owner)
-    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/jsonl", **extra)
+    s3.put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=body,
+        ContentType="application/jsonl",
+        ChecksumCRC32=crc32_base64(body),
+        **extra,
+    )
+
+
+def crc32_base64(data: bytes) -> str:
+    """S3's ``x-amz-checksum-crc32`` value: the big-endian CRC32, base64-encoded."""
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode("ascii")
