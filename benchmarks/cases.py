@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import urllib.request
@@ -567,6 +568,48 @@ def case_run_streamed(size: int, args: argparse.Namespace) -> dict[str, Any]:
     return background_run("run_streamed", size, args, max_frame_rows=0)
 
 
+class StallTracer:
+    """``--trace-stalls``: a watchdog thread that, when the loop has not ticked for
+    ``threshold`` seconds, records the innermost frames of every other thread (the loop's,
+    and any that holds the GIL), once per stall."""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self.beat = time.monotonic()
+        self.stalls: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="stall-tracer", daemon=True)
+
+    def __enter__(self) -> StallTracer:
+        if math.isfinite(self.threshold):
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _watch(self) -> None:
+        seen = None
+        while not self._stop.wait(0.002):
+            beat = self.beat
+            late = time.monotonic() - beat
+            if late < self.threshold or beat == seen:
+                continue
+            seen = beat
+            names = {t.ident: t.name for t in threading.enumerate()}
+            stacks = {
+                names.get(ident, str(ident)): [
+                    f"{Path(f.filename).name}:{f.lineno} {f.name}"
+                    for f in traceback.extract_stack(frame)[-5:]
+                ]
+                for ident, frame in sys._current_frames().items()
+                if ident != threading.get_ident()
+            }
+            self.stalls.append({"late_ms": round(late * 1000, 1), "stacks": stacks})
+
+
 def background_run(
     stage: str, size: int, args: argparse.Namespace, **options: Any
 ) -> dict[str, Any]:
@@ -600,6 +643,7 @@ def background_run(
                     else:
                         phase = run.status().phase
                     samples.append((before, lag, phase))
+                    tracer.beat = time.monotonic()
 
             watcher = asyncio.create_task(monitor())
             await asyncio.sleep(0.2)
@@ -653,8 +697,11 @@ def background_run(
             }
 
         meter = Meter()
-        with meter.measure():
+        threshold = (args.trace_stalls or math.inf) / 1000
+        with meter.measure(), StallTracer(threshold) as tracer:
             figures = asyncio.run(main())
+        if args.trace_stalls:
+            figures["stalls"] = tracer.stalls
     meter.seconds = figures.pop("total")
     return meter.result(
         stage,
@@ -706,6 +753,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--s3", choices=S3_MODES, default="mock", help="staged and collect_s3: see S3_MODES"
+    )
+    parser.add_argument(
+        "--trace-stalls",
+        type=float,
+        metavar="MS",
+        help="loop_lag and run_streamed: record every thread's frames when the loop stalls MS",
     )
     args = parser.parse_args(argv)
     if args.case == "_emulator":

@@ -396,7 +396,7 @@ def write_parquet(
     schema = parquet_schema(frame, batch_rows)
     tables = (
         pa.Table.from_pandas(
-            frame.iloc[start : start + batch_rows], schema=schema, preserve_index=True
+            frame.iloc[start : start + batch_rows], schema=schema, preserve_index=True, nthreads=1
         )
         for start in range(0, max(len(frame), 1), batch_rows)
     )

@@ -875,7 +875,9 @@ class BatchRun:
                             at = schema.get_field_index(name)
                             schema = schema.set(at, pa.field(name, kind))
                         writer = pq.ParquetWriter(path, schema)
-                    table = pa.Table.from_pandas(part, schema=schema, preserve_index=True)
+                    table = pa.Table.from_pandas(
+                        part, schema=schema, preserve_index=True, nthreads=1
+                    )
                 assert writer is not None
                 if written is not None:
                     written.result()
