@@ -767,8 +767,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.case == "generate":
         generate(args.size, int(args.extra), args.data_dir)
         return 0
-    os.environ.setdefault("BEDROCK_BATCH_CACHE_DIR", tempfile.mkdtemp(prefix="bench-journal-"))
-    result = CASES[args.case](int(args.size), args)
+    with tempfile.TemporaryDirectory(prefix="bench-journal-") as journals:
+        os.environ.setdefault("BEDROCK_BATCH_CACHE_DIR", journals)
+        result = CASES[args.case](int(args.size), args)
     print(json.dumps(result), flush=True)
     return 0
 
