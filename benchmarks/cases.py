@@ -37,6 +37,7 @@ import time
 import traceback
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -349,6 +350,38 @@ def case_prepare_text_staged(size: int, args: argparse.Namespace) -> dict[str, A
             stage_seconds=round(staged_at - validated_at, 3),
             breakdown=steps.report(meter.seconds),
             breakdown_note="thread seconds summed over the staging threads",
+            staged_mib=round(staged, 1),
+            s3=args.s3,
+            note=S3_NOTES[args.s3],
+        )
+
+
+def case_s3_floor(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    """What the staged case cannot go under: the same job files, built beforehand (not
+    measured), uploaded with ``put_jsonl`` on ``STAGE_CONCURRENCY`` threads."""
+    path = simplecot_path(args.data_dir, size)
+    with moto_s3(args.s3) as s3:
+        run = new_run(
+            str(path), datagen.CLAUDE_ID, datagen.TEMPLATE, max_records_per_job=args.records_per_job
+        )
+        run.validate()
+        prepared = run._prepared
+        bodies = [run.record_body(range(c.start, c.stop)) for c in prepared.chunks]
+        root = run.layout.root_key
+
+        def put(item: tuple[int, bytes]) -> None:
+            staging.put_jsonl(s3, BUCKET, f"{root}/input/part-{item[0]:05d}.jsonl", item[1])
+
+        meter = Meter()
+        with meter.measure(), ThreadPoolExecutor(run_module.STAGE_CONCURRENCY) as pool:
+            list(pool.map(put, enumerate(bodies)))
+        files, staged = bucket_mib(s3, f"{root}/input/")
+        if files != len(bodies):
+            raise AssertionError(f"uploaded {files} files, expected {len(bodies)}")
+        return meter.result(
+            "s3_floor",
+            size,
+            jobs=files,
             staged_mib=round(staged, 1),
             s3=args.s3,
             note=S3_NOTES[args.s3],
@@ -715,6 +748,7 @@ CASES: dict[str, Callable[[int, argparse.Namespace], dict[str, Any]]] = {
     "prepare_text_pure": case_prepare_text_pure,
     "prepare_embed_pure": case_prepare_embed_pure,
     "prepare_text_staged": case_prepare_text_staged,
+    "s3_floor": case_s3_floor,
     "collect_pure": case_collect_pure,
     "collect_s3": case_collect_s3,
     "run_streamed": case_run_streamed,
@@ -740,7 +774,7 @@ def generate(kind: str, size: int, data_dir: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("case", choices=[*CASES, "generate", "_emulator"])
-    parser.add_argument("size", help="rows (prepare, loop_lag), lines (collect), jobs")
+    parser.add_argument("size", help="rows (prepare, s3_floor, loop_lag), lines (collect), jobs")
     parser.add_argument(
         "extra", nargs="?", help="generate: the size; _emulator: its options (JSON)"
     )

@@ -38,6 +38,8 @@ FULL: list[tuple[str, int, tuple[str, ...]]] = [
     ("prepare_text_staged", 200_000, ()),
     ("prepare_text_staged", 200_000, ("--s3", "process")),
     ("prepare_text_staged", 2_200_000, ("--s3", "process")),
+    ("s3_floor", 200_000, ()),
+    ("s3_floor", 200_000, ("--s3", "process")),
     ("collect_pure", 1_000, ()),
     ("collect_pure", 50_000, ()),
     ("collect_s3", 1_000, ()),
@@ -52,6 +54,7 @@ SMOKE: list[tuple[str, int, tuple[str, ...]]] = [
     ("prepare_embed_pure", 2_000, ()),
     ("prepare_text_staged", 2_000, ()),
     ("prepare_text_staged", 2_000, ("--s3", "process")),
+    ("s3_floor", 2_000, ()),
     ("collect_pure", 200, ()),
     ("collect_s3", 200, ()),
     ("orchestrate", 5, ("--cap", "2", "--job-seconds", "0.2", "--poll-interval", "0.05")),
@@ -83,7 +86,7 @@ def engine_version() -> str:
 
 
 def data_needed(case: str, size: int) -> tuple[str, int] | None:
-    if case.startswith("prepare") or case in ("loop_lag", "run_streamed"):
+    if case.startswith("prepare") or case in ("s3_floor", "loop_lag", "run_streamed"):
         return ("simplecot", size)
     if case.startswith("collect"):
         return ("collect", size)
@@ -213,6 +216,8 @@ def verdict(out: Outcome, everything: list[Outcome]) -> tuple[str, str]:
             and (m["control_calls_per_poll"] or 0) <= 1.05
         )
         return text, ("ok" if ok else f"x{m['vs_ideal_nominal']:.2f} of ideal")
+    if case == "s3_floor":
+        return "(no goal: the upload alone, for the staged case)", "-"
     if case in ("loop_lag", "run_streamed"):
         ok = m["lag_max_ms"] <= GOAL_LAG_MS
         return f"max lag <= {GOAL_LAG_MS:.0f} ms", ("ok" if ok else f"{m['lag_max_ms']:,.0f} ms")
@@ -240,6 +245,8 @@ def notes(out: Outcome) -> str:
         )
     if out.case.startswith("collect"):
         return f"{m['file_mib']:,.0f} MiB output, errors kept: {m['errors_kept']}"
+    if out.case == "s3_floor":
+        return f"{m['staged_mib']:,.0f} MiB of built files uploaded, {m['jobs']} files"
     if out.case == "prepare_text_staged":
         return f"staging {m['stage_seconds']:.2f} s of it, {m['staged_mib']:,.0f} MiB staged"
     steps = m.get("breakdown") or {}
