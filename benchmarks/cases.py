@@ -140,6 +140,7 @@ class Meter:
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.cpu_seconds = 0.0
         self.base = 0.0
 
     @contextlib.contextmanager
@@ -150,9 +151,10 @@ class Meter:
         with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
             f.write("5")
         self.base = rss_mib()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         yield self
         self.seconds = time.perf_counter() - start
+        self.cpu_seconds = time.process_time() - cpu
 
     def result(self, stage: str, rows: int, **extra: Any) -> dict[str, Any]:
         peak = peak_mib()
@@ -160,6 +162,7 @@ class Meter:
             "stage": stage,
             "rows": rows,
             "seconds": round(self.seconds, 4),
+            "cpu_seconds": round(self.cpu_seconds, 3),
             "rows_per_s": round(rows / self.seconds, 1) if self.seconds else None,
             "peak_rss_mib": round(peak, 1),
             "rss_rise_mib": round(peak - self.base, 1),
