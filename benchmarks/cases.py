@@ -605,12 +605,13 @@ def case_run_streamed(size: int, args: argparse.Namespace) -> dict[str, Any]:
 
 
 class StallTracer:
-    """``--trace-stalls``: a watchdog thread that, when the loop has not ticked for
-    ``threshold`` seconds, records the innermost frames of every other thread (the loop's,
-    and any that holds the GIL), once per stall."""
+    """``--trace-stalls``: a watchdog thread that, when the loop's next tick (due ``tick``
+    seconds after the last) is ``threshold`` seconds late, records the innermost frames of
+    every other thread (the loop's, and any that holds the GIL), once per stall."""
 
-    def __init__(self, threshold: float) -> None:
+    def __init__(self, threshold: float, tick: float) -> None:
         self.threshold = threshold
+        self.tick = tick
         self.beat = time.monotonic()
         self.stalls: list[dict[str, Any]] = []
         self._stop = threading.Event()
@@ -630,7 +631,7 @@ class StallTracer:
         seen = None
         while not self._stop.wait(0.002):
             beat = self.beat
-            late = time.monotonic() - beat
+            late = time.monotonic() - beat - self.tick
             if late < self.threshold or beat == seen:
                 continue
             seen = beat
@@ -704,6 +705,7 @@ def background_run(
             await asyncio.sleep(0.1)
             done.set()
             await watcher
+            tracer.beat = math.inf  # the samples are over: nothing more to trace
             summary = ResultSummary.of(frame)
             if summary.rows != size or summary.failed:
                 raise AssertionError("the run did not answer every row")
@@ -734,7 +736,7 @@ def background_run(
 
         meter = Meter()
         threshold = (args.trace_stalls or math.inf) / 1000
-        with meter.measure(), StallTracer(threshold) as tracer:
+        with meter.measure(), StallTracer(threshold, tick) as tracer:
             figures = asyncio.run(main())
         if args.trace_stalls:
             figures["stalls"] = tracer.stalls
