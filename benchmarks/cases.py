@@ -54,7 +54,7 @@ from bedrock_batch_nb.aws import Clients
 from bedrock_batch_nb.collecting import Results, collect_job
 from bedrock_batch_nb.local import JobTimings, LocalBedrock
 from bedrock_batch_nb.models import resolve_adapter
-from bedrock_batch_nb.orchestrator import JobState
+from bedrock_batch_nb.orchestrator import JobState, Orchestrator
 from bedrock_batch_nb.progress import ResultSummary
 
 BUCKET = "bedrock-batch-bench"
@@ -209,6 +209,59 @@ class Breakdown:
         if rest >= 0:  # (summed over threads, the steps can exceed the wall time)
             out["other"] = round(rest, 3)
         return out
+
+
+class CallTimes:
+    """The duration of every call to some engine methods (sync or async), wrapped while
+    active: ``{label: (owner, name)}``."""
+
+    def __init__(self, methods: dict[str, tuple[Any, str]]) -> None:
+        self.methods = methods
+        self.seconds: dict[str, list[float]] = {label: [] for label in methods}
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def __enter__(self) -> CallTimes:
+        for label, (owner, name) in self.methods.items():
+            original = getattr(owner, name)
+            self._saved.append((owner, name, original))
+            setattr(owner, name, self._timed(self.seconds[label], original))
+        return self
+
+    @staticmethod
+    def _timed(into: list[float], fn: Callable[..., Any]) -> Callable[..., Any]:
+        if asyncio.iscoroutinefunction(fn):
+
+            async def timed_async(*args: Any, **kwargs: Any) -> Any:
+                start = time.perf_counter()
+                try:
+                    return await fn(*args, **kwargs)
+                finally:
+                    into.append(time.perf_counter() - start)
+
+            return timed_async
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                into.append(time.perf_counter() - start)
+
+        return timed
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, name, original in self._saved:
+            setattr(owner, name, original)
+
+    def ms(self, label: str, *, over: float = 0.0) -> dict[str, float | None]:
+        """Median and max in ms of the calls that took more than ``over`` seconds."""
+        times = [t for t in self.seconds[label] if t > over]
+        if not times:
+            return {"median": None, "max": None}
+        return {
+            "median": round(statistics.median(times) * 1000, 1),
+            "max": round(max(times) * 1000, 1),
+        }
 
 
 # ---- S3 on loopback ---------------------------------------------------------------------
@@ -501,7 +554,10 @@ def case_orchestrate(size: int, args: argparse.Namespace) -> dict[str, Any]:
         run.validate()
         Clients.create()  # botocore's first client loads its data: not the run's doing
         meter = Meter()
-        with meter.measure():
+        calls = CallTimes(
+            {"list": (Orchestrator, "_fetch"), "creates": (Orchestrator, "_submit_ready")}
+        )
+        with meter.measure(), calls:
             run.start()
             frame = run.wait(timeout=600)
         stats = emulator_stats(env)
@@ -550,6 +606,8 @@ def case_orchestrate(size: int, args: argparse.Namespace) -> dict[str, Any]:
         create_calls=stats["create_calls"],
         control_calls_per_poll=round(control / polls, 2) if polls else None,
         max_active_jobs=stats["max_active_jobs"],
+        list_call_ms=calls.ms("list"),
+        create_round_ms=calls.ms("creates", over=0.001),
     ) | {"seconds": round(makespan, 4), "rows_per_s": round(size * per_job / makespan, 1)}
 
 

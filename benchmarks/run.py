@@ -233,7 +233,10 @@ def notes(out: Outcome) -> str:
             f"makespan {m['makespan_s']:.2f} s vs ideal {m['ideal_nominal_s']:.2f} s "
             f"(observed jobs: {m['ideal_observed_s']:.2f} s); slot->submit mean "
             f"{m['submit_delay_mean_s']:.2f} s, max {m['submit_delay_max_s']:.2f} s; "
-            f"{m['control_calls_per_poll']} control calls/poll ({m['polls']} polls)"
+            f"{m['control_calls_per_poll']} control calls/poll ({m['polls']} polls); "
+            f"list call {human((m.get('list_call_ms') or {}).get('median'))} ms median, "
+            f"{human((m.get('list_call_ms') or {}).get('max'))} max; round of creates "
+            f"{human((m.get('create_round_ms') or {}).get('max'))} ms max"
         )
     if out.case in ("loop_lag", "run_streamed"):
         phases = m.get("lag_max_by_phase_ms", {})
