@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import gc
 import heapq
+import io
 import json
 import logging
 import math
@@ -484,6 +485,65 @@ def case_collect_pure(size: int, args: argparse.Namespace) -> dict[str, Any]:
     return meter.result("collect_pure", size, **checked)
 
 
+class NetworkBody(io.RawIOBase):
+    """A file read as if it came over a network at ``rate`` bytes/s: the bytes arrive at
+    that pace whether or not anyone reads (into a buffer of ``buffer`` bytes, as a socket's
+    receive buffer, where they stop arriving when it is full), and a read waits, without
+    the GIL as a socket read does, for bytes that have not arrived yet."""
+
+    def __init__(self, raw: Any, rate: float, buffer: int = 8 << 20) -> None:
+        self.raw, self.rate, self.buffer = raw, rate, buffer
+        self.position = self.arrived = 0
+        self.clock = time.perf_counter()
+        self.waited = 0.0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        now = time.perf_counter()
+        cap = self.position + self.buffer
+        self.arrived = min(cap, self.arrived + int((now - self.clock) * self.rate))
+        self.clock = now
+        data: bytes = self.raw.read(size)
+        short = self.position + len(data) - self.arrived
+        if short > 0:
+            time.sleep(short / self.rate)
+            self.waited += short / self.rate
+            self.arrived += short
+            self.clock = time.perf_counter()
+        self.position += len(data)
+        return data
+
+
+def case_collect_network(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    """``collect_pure`` with the output file arriving at ``--net-mb-s`` (an S3 download):
+    how much of the collection hides behind the transfer."""
+    rows_path, out_path, meta = collect_fixture(args.data_dir, size)
+    rows = pd.read_parquet(rows_path)
+    adapter = resolve_adapter(datagen.CLAUDE_ID)
+    rate = args.net_mb_s * 1e6
+    meter = Meter()
+    with tempfile.TemporaryDirectory(prefix="bench-collect-") as scratch:
+        target = Path(scratch) / "results.parquet"
+        with meter.measure():
+            results = Results(len(rows), adapter)
+            with open(out_path, "rb") as raw:
+                body = NetworkBody(raw, rate)
+                stats = results.add_lines(body)
+            frame = results.to_frame(rows)
+            write_results(frame, target)
+    checked = check_collected(frame, stats, meta)
+    return meter.result(
+        "collect_network",
+        size,
+        **checked,
+        net_mb_s=args.net_mb_s,
+        transfer_s=round(meta["bytes"] / rate, 3),
+        read_wait_s=round(body.waited, 3),
+    )
+
+
 def case_collect_s3(size: int, args: argparse.Namespace) -> dict[str, Any]:
     rows_path, out_path, meta = collect_fixture(args.data_dir, size)
     rows = pd.read_parquet(rows_path)
@@ -814,6 +874,7 @@ CASES: dict[str, Callable[[int, argparse.Namespace], dict[str, Any]]] = {
     "s3_floor": case_s3_floor,
     "collect_pure": case_collect_pure,
     "collect_s3": case_collect_s3,
+    "collect_network": case_collect_network,
     "run_streamed": case_run_streamed,
     "orchestrate": case_orchestrate,
     "loop_lag": case_loop_lag,
@@ -845,6 +906,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cap", type=int, default=20, help="orchestrate: concurrent jobs")
     parser.add_argument("--job-seconds", type=float, default=1.0, help="orchestrate: job length")
     parser.add_argument("--poll-interval", type=float, default=0.1)
+    parser.add_argument(
+        "--net-mb-s", type=float, default=100.0, help="collect_network: MB/s the output arrives at"
+    )
     parser.add_argument(
         "--records-per-job", type=int, default=RECORDS_PER_JOB, help="prepare and run cases"
     )

@@ -45,6 +45,7 @@ FULL: list[tuple[str, int, tuple[str, ...]]] = [
     ("collect_s3", 1_000, ()),
     ("collect_s3", 50_000, ()),
     ("collect_s3", 50_000, ("--s3", "process")),
+    ("collect_network", 50_000, ("--net-mb-s", "100")),
     ("orchestrate", 45, ("--cap", "20", "--job-seconds", "1.0", "--poll-interval", "0.1")),
     ("loop_lag", 200_000, ("--poll-interval", "0.5")),
     ("run_streamed", 200_000, ("--poll-interval", "0.5")),
@@ -57,6 +58,7 @@ SMOKE: list[tuple[str, int, tuple[str, ...]]] = [
     ("s3_floor", 2_000, ()),
     ("collect_pure", 200, ()),
     ("collect_s3", 200, ()),
+    ("collect_network", 200, ("--net-mb-s", "100")),
     ("orchestrate", 5, ("--cap", "2", "--job-seconds", "0.2", "--poll-interval", "0.05")),
     ("loop_lag", 2_000, ("--poll-interval", "0.2")),
     ("run_streamed", 2_000, ("--poll-interval", "0.2")),
@@ -245,6 +247,12 @@ def notes(out: Outcome) -> str:
             f"start() blocks {m['start_block_ms']:,.0f} ms; after it: max "
             f"{human(m['lag_max_after_start_ms'])} ms, p99 {human(m['lag_p99_after_start_ms'])} "
             f"ms; worst by phase (ms): {worst or '-'}"
+        )
+    if out.case == "collect_network":
+        return (
+            f"{m['file_mib']:,.0f} MiB output arriving at {m['net_mb_s']:,.0f} MB/s: the "
+            f"transfer alone {m['transfer_s']:.2f} s, reads waited {m['read_wait_s']:.2f} s; "
+            f"errors kept: {m['errors_kept']}"
         )
     if out.case.startswith("collect"):
         return f"{m['file_mib']:,.0f} MiB output, errors kept: {m['errors_kept']}"

@@ -7,8 +7,12 @@ throttling and transient errors are botocore's own standard retry mode.
 
 from __future__ import annotations
 
+import base64
+import io
+import os
+import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import boto3
 from botocore.config import Config
@@ -18,6 +22,10 @@ RETRY_CONFIG = Config(
     max_pool_connections=32,
     user_agent_extra="bedrock-batch-nb",
 )
+SINGLE_PUT_BYTES = 64 * 2**20
+"""Uploads up to this size are one ``PutObject``; larger ones s3transfer's parallel parts."""
+_CRC_READ_BYTES = 1 << 20
+PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 
 
 @dataclass(frozen=True)
@@ -52,3 +60,51 @@ def describe_error(exc: BaseException) -> str:
     text = str(message or exc)
     first = text.splitlines()[0] if text else ""
     return f"{error_code(exc) or type(exc).__name__}: {first}"
+
+
+def upload(
+    s3: Any, body: bytes | str | os.PathLike[str] | IO[bytes], bucket: str, key: str, **extra: Any
+) -> None:
+    """Upload bytes, a local file (its path) or an open binary file, checked end to end.
+
+    Up to ``SINGLE_PUT_BYTES``: one ``put_object`` carrying the body's CRC32, which botocore
+    then sends as a header instead of wrapping the body in ``aws-chunked`` encoding with a
+    trailing checksum computed while streaming (one request, less work on both sides).
+    Larger: s3transfer's multipart upload, parts sent in parallel, each with the checksum
+    botocore computes.  ``extra``: more ``put_object`` arguments (``ContentType``, SSE-KMS,
+    ``ExpectedBucketOwner``)."""
+    if isinstance(body, bytes):
+        if len(body) > SINGLE_PUT_BYTES:
+            s3.upload_fileobj(io.BytesIO(body), bucket, key, ExtraArgs=extra or None)
+        else:
+            s3.put_object(
+                Bucket=bucket, Key=key, Body=body, ChecksumCRC32=crc32_base64(body), **extra
+            )
+        return
+    if isinstance(body, (str, os.PathLike)):
+        if os.path.getsize(body) > SINGLE_PUT_BYTES:  # (s3transfer reads each part itself)
+            s3.upload_file(os.fspath(body), bucket, key, ExtraArgs=extra or None)
+            return
+        with open(body, "rb") as file:
+            upload(s3, file, bucket, key, **extra)
+        return
+    start = body.tell()
+    size = body.seek(0, io.SEEK_END) - start
+    body.seek(start)
+    if size > SINGLE_PUT_BYTES:
+        s3.upload_fileobj(body, bucket, key, ExtraArgs=extra or None)
+        return
+    crc = 0
+    while chunk := body.read(_CRC_READ_BYTES):
+        crc = zlib.crc32(chunk, crc)
+    body.seek(start)
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ChecksumCRC32=_crc_base64(crc), **extra)
+
+
+def crc32_base64(data: bytes) -> str:
+    """S3's ``x-amz-checksum-crc32`` value: the big-endian CRC32, base64-encoded."""
+    return _crc_base64(zlib.crc32(data))
+
+
+def _crc_base64(crc: int) -> str:
+    return base64.b64encode(crc.to_bytes(4, "big")).decode("ascii")

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from .aws import PARQUET_CONTENT_TYPE, upload
 from .models import AnthropicAdapter, ConverseAdapter, ModelAdapter, ModelOutput, NovaAdapter
 from .staging import RECORD_ID_PREFIX, position_of
 
@@ -379,19 +380,21 @@ PARQUET_BATCH_ROWS = 10_000
 Python strings holds the GIL, and this keeps each hold to tens of milliseconds, so that a
 notebook's event loop stays responsive while a run writes its results."""
 
+RESULTS_COMPRESSION = ("zstd", 1)
+"""How results files are compressed (codec, level).  zstd at level 1 writes about as fast as snappy
+(50,000 SimpleCoT results: 0.24 against 0.20 s; uncompressed, 0.06 s) a file a third
+smaller (24 against 37 MiB; 60 MiB uncompressed), less to upload and to store, that
+reads faster (0.04 against 0.07 s); pandas, DuckDB, Polars, Spark and Athena read it."""
+
 
 def write_parquet(
     frame: pd.DataFrame,
     sink: Any,
     *,
     batch_rows: int = PARQUET_BATCH_ROWS,
-    compression: str | None = "snappy",
 ) -> None:
     """Write ``frame`` as Parquet, converting ``batch_rows`` rows at a time (one row group
-    each), so that the Arrow copy of a large result never exists whole.
-
-    Compressing is most of the writing time: ``compression=None`` writes about 2.5 times
-    faster a file about 1.7 times larger (for a local disk rather than an upload)."""
+    each), so that the Arrow copy of a large result never exists whole."""
     import pyarrow.parquet as pq
 
     schema = parquet_schema(frame, batch_rows)
@@ -407,7 +410,11 @@ def write_parquet(
     # the next one is converted.
     with (
         pq.ParquetWriter(
-            sink, schema, use_dictionary=dictionary, compression=compression or "none"
+            sink,
+            schema,
+            use_dictionary=dictionary,
+            compression=RESULTS_COMPRESSION[0],
+            compression_level=RESULTS_COMPRESSION[1],
         ) as writer,
         ThreadPoolExecutor(1, thread_name_prefix="write-parquet") as pool,
     ):
@@ -466,11 +473,11 @@ def upload_parquet(
     *,
     batch_rows: int = PARQUET_BATCH_ROWS,
 ) -> None:
-    """Write ``frame`` as Parquet to a temporary file and upload it (multipart when large)."""
+    """Write ``frame`` as Parquet to a temporary file and upload it (:func:`aws.upload`)."""
     with tempfile.TemporaryFile() as spool:
         write_parquet(frame, spool, batch_rows=batch_rows)
         spool.seek(0)
-        s3.upload_fileobj(spool, bucket, key, ExtraArgs=put or None)
+        upload(s3, spool, bucket, key, ContentType=PARQUET_CONTENT_TYPE, **put)
 
 
 def _int_array(values: np.ndarray) -> pa.Array:

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 from pyarrow import ArrowException
 
-from .aws import error_code
+from .aws import PARQUET_CONTENT_TYPE, error_code, upload
 from .chunking import Chunk
 from .config import RunConfig
 from .errors import BatchInputError
@@ -138,11 +138,8 @@ def write_rows(s3: Any, layout: RunLayout, rows: RowSource, **put: Any) -> str |
     Returns a note when the rows cannot be stored as Parquet (resume then needs ``data=``)."""
     try:
         with rows.parquet_file() as path:
-            s3.upload_file(
-                path,
-                layout.bucket,
-                rows_key(layout),
-                ExtraArgs={"ContentType": "application/vnd.apache.parquet", **put},
+            upload(
+                s3, path, layout.bucket, rows_key(layout), ContentType=PARQUET_CONTENT_TYPE, **put
             )
     except (TypeError, ValueError, ArrowException) as exc:
         return f"Input rows not saved for resume ({type(exc).__name__}: {exc})."

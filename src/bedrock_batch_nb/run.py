@@ -32,10 +32,11 @@ import pyarrow.parquet as pq
 from pyarrow import ArrowException as ArrowError
 
 from . import journal
-from .aws import Clients, describe_error
+from .aws import PARQUET_CONTENT_TYPE, Clients, describe_error, upload
 from .chunking import Chunk, plan_chunks
 from .collecting import (
     PARQUET_BATCH_ROWS,
+    RESULTS_COMPRESSION,
     Results,
     collect_job,
     upload_parquet,
@@ -836,8 +837,13 @@ class BatchRun:
                 f"The results could not be written as Parquet ({exc}); the jobs' outputs are "
                 f"under {self.layout.output_uri}."
             ) from exc
-        clients.s3.upload_file(
-            str(path), self.layout.bucket, self.layout.results_key, ExtraArgs=self._put or None
+        upload(
+            clients.s3,
+            path,
+            self.layout.bucket,
+            self.layout.results_key,
+            ContentType=PARQUET_CONTENT_TYPE,
+            **self._put,
         )
         return pa_dataset.dataset(str(path), format="parquet"), (
             f"{self.source.num_rows:,} rows (over max_frame_rows): results written to "
@@ -874,7 +880,12 @@ class BatchRun:
                         for name, kind in types.items():
                             at = schema.get_field_index(name)
                             schema = schema.set(at, pa.field(name, kind))
-                        writer = pq.ParquetWriter(path, schema)
+                        writer = pq.ParquetWriter(
+                            path,
+                            schema,
+                            compression=RESULTS_COMPRESSION[0],
+                            compression_level=RESULTS_COMPRESSION[1],
+                        )
                     table = pa.Table.from_pandas(
                         part, schema=schema, preserve_index=True, nthreads=1
                     )
@@ -941,7 +952,14 @@ class BatchRun:
             local = self.local_results_path
             if path.startswith("s3://"):
                 bucket, key = parse_s3_uri(path)
-                self.clients.s3.upload_file(str(local), bucket, key, ExtraArgs=self._put or None)
+                upload(
+                    self.clients.s3,
+                    local,
+                    bucket,
+                    key,
+                    ContentType=PARQUET_CONTENT_TYPE,
+                    **self._put,
+                )
             else:
                 shutil.copyfile(local, path)
             return path

@@ -11,9 +11,7 @@ adapter builds one body around a marker and each record splices its JSON-escaped
 
 from __future__ import annotations
 
-import base64
 import json
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from json.encoder import encode_basestring
@@ -23,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .aws import upload
 from .chunking import Chunk
 from .models import InferenceParams, ModelAdapter
 
@@ -255,22 +254,12 @@ def put_jsonl(
     kms_key_id: str | None = None,
     bucket_owner: str | None = None,
 ) -> None:
-    """Upload a JSONL file's bytes, with their CRC32 for S3 to check.
-
-    Given the checksum, botocore sends it as a header instead of wrapping the body in
-    ``aws-chunked`` encoding with a trailing checksum that it computes while streaming; the
-    upload is checked end to end as before, for less work on both sides."""
-    extra = put_options(kms_key_id, bucket_owner)
-    s3.put_object(
-        Bucket=bucket,
-        Key=key,
-        Body=body,
+    """Upload a JSONL file's bytes, with their CRC32 for S3 to check (:func:`aws.upload`)."""
+    upload(
+        s3,
+        body,
+        bucket,
+        key,
         ContentType="application/jsonl",
-        ChecksumCRC32=crc32_base64(body),
-        **extra,
+        **put_options(kms_key_id, bucket_owner),
     )
-
-
-def crc32_base64(data: bytes) -> str:
-    """S3's ``x-amz-checksum-crc32`` value: the big-endian CRC32, base64-encoded."""
-    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode("ascii")

@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from bedrock_batch_nb import BatchInputError, BatchRun, BatchRunError, run_batch
@@ -129,8 +130,12 @@ def test_results_are_written_to_s3_as_parquet(aws: LocalBedrock) -> None:
     run = BatchRun(df, CLAUDE, "Say {topic}", **FAST)
     out = run.start().wait(timeout=60)
     s3 = boto3.client("s3")
-    body = s3.get_object(Bucket=aws.bucket, Key=run.layout.results_key)["Body"].read()
+    saved = s3.get_object(Bucket=aws.bucket, Key=run.layout.results_key)
+    body = saved["Body"].read()
     pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(body)), out, check_dtype=False)
+    assert saved["ContentType"] == "application/vnd.apache.parquet"
+    meta = pq.ParquetFile(io.BytesIO(body)).metadata  # zstd: a third smaller than snappy
+    assert {meta.row_group(0).column(i).compression for i in range(meta.num_columns)} == {"ZSTD"}
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=aws.bucket)["Contents"]]
     assert all(k.startswith(f"bedrock-batch/{run.run_id}/") for k in keys)
 

@@ -1,0 +1,71 @@
+"""Uploads: one request with the body's CRC32 up to a size, parallel parts above it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.httpchecksum import Crc32Checksum
+
+from bedrock_batch_nb import aws as aws_module
+from bedrock_batch_nb.local import LocalBedrock
+
+
+def recording_client(aws: LocalBedrock) -> tuple[Any, list[tuple[str, dict[str, Any]]]]:
+    """A fresh S3 client and the (operation, headers) of every request it sends."""
+    s3 = aws.client("s3")
+    sent: list[tuple[str, dict[str, Any]]] = []
+    s3.meta.events.register(
+        "before-send.s3.*",
+        lambda request, event_name, **_: sent.append(
+            (event_name.rsplit(".", 1)[-1], dict(request.headers))
+        ),
+    )
+    return s3, sent
+
+
+def upload_as(kind: str, s3: Any, bucket: str, key: str, data: bytes, tmp: Path) -> None:
+    """``aws.upload`` given ``data`` as bytes, as a file's path, or as an open file."""
+    path = tmp / "results.parquet"
+    path.write_bytes(data)
+    if kind == "file":
+        with open(path, "rb") as file:
+            aws_module.upload(s3, file, bucket, key, ContentType="application/x-test")
+    else:
+        body = data if kind == "bytes" else path
+        aws_module.upload(s3, body, bucket, key, ContentType="application/x-test")
+
+
+@pytest.mark.parametrize("kind", ["bytes", "path", "file"])
+def test_small_uploads_are_one_put_carrying_their_crc32(
+    aws: LocalBedrock, tmp_path: Path, kind: str
+) -> None:
+    data = os.urandom(300_000) + b"\n"
+    s3, sent = recording_client(aws)
+    upload_as(kind, s3, aws.bucket, "k", data, tmp_path)
+    assert [op for op, _ in sent] == ["PutObject"]
+    expected = Crc32Checksum()
+    expected.update(data)
+    assert sent[0][1]["x-amz-checksum-crc32"] == expected.b64digest().encode()
+    got = s3.get_object(Bucket=aws.bucket, Key="k")
+    assert got["Body"].read() == data
+    assert got["ContentType"] == "application/x-test"
+
+
+@pytest.mark.parametrize("kind", ["bytes", "path", "file"])
+def test_large_uploads_go_in_parallel_parts(
+    aws: LocalBedrock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, kind: str
+) -> None:
+    monkeypatch.setattr(aws_module, "SINGLE_PUT_BYTES", 1 << 20)
+    data = os.urandom(9 << 20)  # over s3transfer's 8 MiB multipart threshold too
+    s3, sent = recording_client(aws)
+    upload_as(kind, s3, aws.bucket, "big", data, tmp_path)
+    operations = [op for op, _ in sent]
+    assert operations.count("UploadPart") == 2
+    assert operations[0] == "CreateMultipartUpload"
+    assert operations[-1] == "CompleteMultipartUpload"
+    got = s3.get_object(Bucket=aws.bucket, Key="big")
+    assert got["Body"].read() == data
+    assert got["ContentType"] == "application/x-test"
