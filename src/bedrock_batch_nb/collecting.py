@@ -381,10 +381,11 @@ Python strings holds the GIL, and this keeps each hold to tens of milliseconds, 
 notebook's event loop stays responsive while a run writes its results."""
 
 RESULTS_COMPRESSION = ("zstd", 1)
-"""How results files are compressed (codec, level).  zstd at level 1 writes about as fast as snappy
-(50,000 SimpleCoT results: 0.24 against 0.20 s; uncompressed, 0.06 s) a file a third
-smaller (24 against 37 MiB; 60 MiB uncompressed), less to upload and to store, that
-reads faster (0.04 against 0.07 s); pandas, DuckDB, Polars, Spark and Athena read it."""
+"""How results files are compressed (codec, level).  zstd at level 1 writes about as fast
+as snappy (50,000 SimpleCoT results: 0.24 against 0.20 s; uncompressed, 0.06 s) a file
+a third smaller (24 against 37 MiB; 60 MiB uncompressed), less to upload and to store,
+that reads faster (0.04 against 0.07 s); pandas, DuckDB, Polars, Spark and Athena read
+it."""
 
 
 def write_parquet(
