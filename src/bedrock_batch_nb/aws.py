@@ -1,8 +1,9 @@
-"""The boto3 clients a run uses.
+"""The boto3 clients a run uses, its AWS errors described, and its uploads to S3.
 
 Clients are plain ``boto3`` clients, so endpoints, region and credentials come from the
 standard chain (``AWS_ENDPOINT_URL_BEDROCK`` etc. for the local emulator).  Retries of
-throttling and transient errors are botocore's own standard retry mode.
+throttling and transient errors are botocore's own standard retry mode.  Every file a run
+writes to S3 (job inputs, results, the saved rows) goes through :func:`upload`.
 """
 
 from __future__ import annotations
