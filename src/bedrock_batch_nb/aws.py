@@ -2,8 +2,8 @@
 
 Clients are plain ``boto3`` clients, so endpoints, region and credentials come from the
 standard chain (``AWS_ENDPOINT_URL_BEDROCK`` etc. for the local emulator).  Retries of
-throttling and transient errors are botocore's own standard retry mode.  Every file a run
-writes to S3 (job inputs, results, the saved rows) goes through :func:`upload`.
+throttling and transient errors are botocore's own standard retry mode.  The files a run
+stages and keeps on S3 (job inputs, results, the saved rows) go through :func:`upload`.
 """
 
 from __future__ import annotations
