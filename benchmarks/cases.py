@@ -265,6 +265,71 @@ class CallTimes:
         }
 
 
+class SlotWaits:
+    """Where a freed slot's wait goes, wrapped around the orchestrator while active: for the
+    k-th submission (k >= cap), from the end of the job whose slot it takes to the poll
+    that saw that end (``seen``), to the start of the round of creates that sent it
+    (``sent``), to the submit time Bedrock recorded (``created``)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, float] = {}  # job name -> when a poll first returned it ended
+        self.sent: dict[str, float] = {}  # job name -> when its create round started
+        self._saved: list[tuple[str, Any]] = []
+
+    def __enter__(self) -> SlotWaits:
+        poll, submit = Orchestrator._poll, Orchestrator._submit_ready
+        seen, sent = self.seen, self.sent
+
+        async def traced_poll(orchestrator: Orchestrator) -> list[JobState]:
+            changed: list[JobState] = await poll(orchestrator)
+            now = time.time()
+            for job in changed:
+                if job.final:
+                    seen.setdefault(job.name, now)
+            return changed
+
+        async def traced_submit(orchestrator: Orchestrator) -> None:
+            now = time.time()
+            free = orchestrator.cap - sum(j.active for j in orchestrator.jobs)
+            for job in [j for j in orchestrator.pending() if j.staged][: max(free, 0)]:
+                sent.setdefault(job.name, now)  # (what the round takes, as it chooses)
+            await submit(orchestrator)
+
+        self._saved = [("_poll", poll), ("_submit_ready", submit)]
+        Orchestrator._poll = traced_poll  # type: ignore[method-assign]
+        Orchestrator._submit_ready = traced_submit  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name, original in self._saved:
+            setattr(Orchestrator, name, original)
+
+    def report(self, jobs: list[JobState], cap: int) -> dict[str, dict[str, float]]:
+        ended = sorted(jobs, key=lambda j: float(j.ended_at or 0.0))
+        submitted = sorted(jobs, key=lambda j: float(j.submitted_at or 0.0))
+        parts: dict[str, list[float]] = {
+            "end_to_seen": [],
+            "seen_to_sent": [],
+            "sent_to_created": [],
+        }
+        for k in range(cap, len(jobs)):
+            freed, taking = ended[k - cap], submitted[k]
+            seen, sent = self.seen.get(freed.name), self.sent.get(taking.name)
+            if seen is None or sent is None:
+                continue
+            parts["end_to_seen"].append(seen - float(freed.ended_at or 0.0))
+            parts["seen_to_sent"].append(max(sent - seen, 0.0))
+            parts["sent_to_created"].append(float(taking.submitted_at or 0.0) - sent)
+        return {
+            label: {
+                "mean_ms": round(statistics.fmean(v) * 1000, 1),
+                "max_ms": round(max(v) * 1000, 1),
+            }
+            for label, v in parts.items()
+            if v
+        }
+
+
 # ---- S3 on loopback ---------------------------------------------------------------------
 
 
@@ -617,7 +682,7 @@ def case_orchestrate(size: int, args: argparse.Namespace) -> dict[str, Any]:
         calls = CallTimes(
             {"list": (Orchestrator, "_fetch"), "creates": (Orchestrator, "_submit_ready")}
         )
-        with meter.measure(), calls:
+        with meter.measure(), calls, SlotWaits() as waits:
             run.start()
             frame = run.wait(timeout=600)
         stats = emulator_stats(env)
@@ -668,6 +733,7 @@ def case_orchestrate(size: int, args: argparse.Namespace) -> dict[str, Any]:
         max_active_jobs=stats["max_active_jobs"],
         list_call_ms=calls.ms("list"),
         create_round_ms=calls.ms("creates", over=0.001),
+        slot_wait_parts=waits.report(jobs, args.cap),
     ) | {"seconds": round(makespan, 4), "rows_per_s": round(size * per_job / makespan, 1)}
 
 

@@ -241,7 +241,8 @@ def notes(out: Outcome) -> str:
             f"{m['control_calls_per_poll']} control calls/poll ({m['polls']} polls); "
             f"list call {human((m.get('list_call_ms') or {}).get('median'))} ms median, "
             f"{human((m.get('list_call_ms') or {}).get('max'))} max; round of creates "
-            f"{human((m.get('create_round_ms') or {}).get('max'))} ms max"
+            f"{human((m.get('create_round_ms') or {}).get('max'))} ms max; a slot's wait, "
+            f"mean (max) ms: {slot_waits(m.get('slot_wait_parts') or {})}"
         )
     if out.case in ("loop_lag", "run_streamed"):
         phases = m.get("lag_max_by_phase_ms", {})
@@ -266,6 +267,19 @@ def notes(out: Outcome) -> str:
     steps = m.get("breakdown") or {}
     top = sorted(steps.items(), key=lambda kv: -kv[1])[:3]
     return "slowest: " + ", ".join(f"{k} {v:.2f} s" for k, v in top)
+
+
+def slot_waits(parts: dict[str, dict[str, float]]) -> str:
+    """``end->seen 35 (68), seen->sent 16 (104), sent->created 33 (107)``."""
+    names = {"end_to_seen": "end->seen", "seen_to_sent": "seen->sent"}
+    names["sent_to_created"] = "sent->created"
+    return (
+        ", ".join(
+            f"{names.get(k, k)} {human(v.get('mean_ms'))} ({human(v.get('max_ms'))})"
+            for k, v in parts.items()
+        )
+        or "-"
+    )
 
 
 def table(outcomes: list[Outcome]) -> str:
