@@ -79,7 +79,11 @@ def upload(
             s3.upload_fileobj(io.BytesIO(body), bucket, key, ExtraArgs=extra or None)
         else:
             s3.put_object(
-                Bucket=bucket, Key=key, Body=body, ChecksumCRC32=crc32_base64(body), **extra
+                Bucket=bucket,
+                Key=key,
+                Body=body,
+                ChecksumCRC32=crc32_base64(zlib.crc32(body)),
+                **extra,
             )
         return
     if isinstance(body, (str, os.PathLike)):
@@ -99,13 +103,9 @@ def upload(
     while chunk := body.read(_CRC_READ_BYTES):
         crc = zlib.crc32(chunk, crc)
     body.seek(start)
-    s3.put_object(Bucket=bucket, Key=key, Body=body, ChecksumCRC32=_crc_base64(crc), **extra)
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ChecksumCRC32=crc32_base64(crc), **extra)
 
 
-def crc32_base64(data: bytes) -> str:
-    """S3's ``x-amz-checksum-crc32`` value: the big-endian CRC32, base64-encoded."""
-    return _crc_base64(zlib.crc32(data))
-
-
-def _crc_base64(crc: int) -> str:
+def crc32_base64(crc: int) -> str:
+    """S3's ``x-amz-checksum-crc32`` value for a CRC32: big-endian, base64-encoded."""
     return base64.b64encode(crc.to_bytes(4, "big")).decode("ascii")

@@ -381,11 +381,19 @@ Python strings holds the GIL, and this keeps each hold to tens of milliseconds, 
 notebook's event loop stays responsive while a run writes its results."""
 
 RESULTS_COMPRESSION = ("zstd", 1)
-"""How results files are compressed (codec, level).  zstd at level 1 writes about as fast
-as snappy (50,000 SimpleCoT results: 0.24 against 0.20 s; uncompressed, 0.06 s) a file
-a third smaller (24 against 37 MiB; 60 MiB uncompressed), less to upload and to store,
-that reads faster (0.04 against 0.07 s); pandas, DuckDB, Polars, Spark and Athena read
-it."""
+"""How results files are compressed (codec, level; see :func:`results_writer`).  zstd at
+level 1 writes about as fast as snappy (50,000 SimpleCoT results: 0.24 against 0.20 s;
+uncompressed, 0.06 s) a file a third smaller (24 against 37 MiB; 60 MiB uncompressed),
+less to upload and to store, that reads faster (0.04 against 0.07 s); pandas, DuckDB,
+Polars, Spark and Athena read it."""
+
+
+def results_writer(sink: Any, schema: pa.Schema, **options: Any) -> Any:
+    """A ``pyarrow.parquet.ParquetWriter`` for a results file (``RESULTS_COMPRESSION``)."""
+    import pyarrow.parquet as pq
+
+    codec, level = RESULTS_COMPRESSION
+    return pq.ParquetWriter(sink, schema, compression=codec, compression_level=level, **options)
 
 
 def write_parquet(
@@ -396,8 +404,6 @@ def write_parquet(
 ) -> None:
     """Write ``frame`` as Parquet, converting ``batch_rows`` rows at a time (one row group
     each), so that the Arrow copy of a large result never exists whole."""
-    import pyarrow.parquet as pq
-
     schema = parquet_schema(frame, batch_rows)
     tables = (
         pa.Table.from_pandas(
@@ -410,13 +416,7 @@ def write_parquet(
     # Each row group is encoded and compressed on a worker thread (without the GIL) while
     # the next one is converted.
     with (
-        pq.ParquetWriter(
-            sink,
-            schema,
-            use_dictionary=dictionary,
-            compression=RESULTS_COMPRESSION[0],
-            compression_level=RESULTS_COMPRESSION[1],
-        ) as writer,
+        results_writer(sink, schema, use_dictionary=dictionary) as writer,
         ThreadPoolExecutor(1, thread_name_prefix="write-parquet") as pool,
     ):
         written = pool.submit(writer.write_table, first)

@@ -36,9 +36,9 @@ from .aws import PARQUET_CONTENT_TYPE, Clients, describe_error, upload
 from .chunking import Chunk, plan_chunks
 from .collecting import (
     PARQUET_BATCH_ROWS,
-    RESULTS_COMPRESSION,
     Results,
     collect_job,
+    results_writer,
     upload_parquet,
     write_parquet,
 )
@@ -880,12 +880,7 @@ class BatchRun:
                         for name, kind in types.items():
                             at = schema.get_field_index(name)
                             schema = schema.set(at, pa.field(name, kind))
-                        writer = pq.ParquetWriter(
-                            path,
-                            schema,
-                            compression=RESULTS_COMPRESSION[0],
-                            compression_level=RESULTS_COMPRESSION[1],
-                        )
+                        writer = results_writer(path, schema)
                     table = pa.Table.from_pandas(
                         part, schema=schema, preserve_index=True, nthreads=1
                     )
