@@ -268,12 +268,12 @@ class CallTimes:
 class SlotWaits:
     """Where a freed slot's wait goes, wrapped around the orchestrator while active: for the
     k-th submission (k >= cap), from the end of the job whose slot it takes to the poll
-    that saw that end (``seen``), to the start of the round of creates that sent it
-    (``sent``), to the submit time Bedrock recorded (``created``)."""
+    that saw that end (``seen``), to the moment its create call was sent (``sent``), to
+    the submit time Bedrock recorded (``created``)."""
 
     def __init__(self) -> None:
         self.seen: dict[str, float] = {}  # job name -> when a poll first returned it ended
-        self.sent: dict[str, float] = {}  # job name -> when its create round started
+        self.sent: dict[str, float] = {}  # job name -> when its create call was sent
         self._saved: list[tuple[str, Any]] = []
 
     def __enter__(self) -> SlotWaits:
@@ -289,11 +289,18 @@ class SlotWaits:
             return changed
 
         async def traced_submit(orchestrator: Orchestrator) -> None:
-            now = time.time()
-            free = orchestrator.cap - sum(j.active for j in orchestrator.jobs)
-            for job in [j for j in orchestrator.pending() if j.staged][: max(free, 0)]:
-                sent.setdefault(job.name, now)  # (what the round takes, as it chooses)
-            await submit(orchestrator)
+            client = orchestrator.bedrock
+            create = client.create_model_invocation_job
+
+            def timed_create(**request: Any) -> Any:  # (each create, as it is sent)
+                sent.setdefault(request["jobName"], time.time())
+                return create(**request)
+
+            client.create_model_invocation_job = timed_create
+            try:
+                await submit(orchestrator)
+            finally:
+                client.create_model_invocation_job = create
 
         self._saved = [("_poll", poll), ("_submit_ready", submit)]
         Orchestrator._poll = traced_poll  # type: ignore[method-assign]
@@ -533,7 +540,11 @@ def check_collected(frame: pd.DataFrame, stats: Any, meta: dict[str, Any]) -> di
     return {"error_rows": errors, "errors_kept": kept, "file_mib": round(meta["bytes"] / 2**20, 1)}
 
 
-def case_collect_pure(size: int, args: argparse.Namespace) -> dict[str, Any]:
+def collect_file(
+    size: int, args: argparse.Namespace, wrap: Callable[[Any], Any] | None = None
+) -> tuple[Meter, dict[str, Any], dict[str, Any], Any]:
+    """The measured collection of the fixture's output file from local disk (read through
+    ``wrap`` when given): (meter, checked figures, the fixture's meta, the body read)."""
     rows_path, out_path, meta = collect_fixture(args.data_dir, size)
     rows = pd.read_parquet(rows_path)  # a run holds its input rows already
     adapter = resolve_adapter(datagen.CLAUDE_ID)
@@ -542,11 +553,16 @@ def case_collect_pure(size: int, args: argparse.Namespace) -> dict[str, Any]:
         target = Path(scratch) / "results.parquet"
         with meter.measure():
             results = Results(len(rows), adapter)
-            with open(out_path, "rb") as lines:
-                stats = results.add_lines(lines)
+            with open(out_path, "rb") as raw:
+                body = raw if wrap is None else wrap(raw)
+                stats = results.add_lines(body)
             frame = results.to_frame(rows)
             write_results(frame, target)
-    checked = check_collected(frame, stats, meta)
+    return meter, check_collected(frame, stats, meta), meta, body
+
+
+def case_collect_pure(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    meter, checked, _, _ = collect_file(size, args)
     return meter.result("collect_pure", size, **checked)
 
 
@@ -584,21 +600,8 @@ class NetworkBody(io.RawIOBase):
 def case_collect_network(size: int, args: argparse.Namespace) -> dict[str, Any]:
     """``collect_pure`` with the output file arriving at ``--net-mb-s`` (an S3 download):
     how much of the collection hides behind the transfer."""
-    rows_path, out_path, meta = collect_fixture(args.data_dir, size)
-    rows = pd.read_parquet(rows_path)
-    adapter = resolve_adapter(datagen.CLAUDE_ID)
     rate = args.net_mb_s * 1e6
-    meter = Meter()
-    with tempfile.TemporaryDirectory(prefix="bench-collect-") as scratch:
-        target = Path(scratch) / "results.parquet"
-        with meter.measure():
-            results = Results(len(rows), adapter)
-            with open(out_path, "rb") as raw:
-                body = NetworkBody(raw, rate)
-                stats = results.add_lines(body)
-            frame = results.to_frame(rows)
-            write_results(frame, target)
-    checked = check_collected(frame, stats, meta)
+    meter, checked, meta, body = collect_file(size, args, lambda raw: NetworkBody(raw, rate))
     return meter.result(
         "collect_network",
         size,

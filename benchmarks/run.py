@@ -271,8 +271,11 @@ def notes(out: Outcome) -> str:
 
 def slot_waits(parts: dict[str, dict[str, float]]) -> str:
     """``end->seen 35 (68), seen->sent 16 (104), sent->created 33 (107)``."""
-    names = {"end_to_seen": "end->seen", "seen_to_sent": "seen->sent"}
-    names["sent_to_created"] = "sent->created"
+    names = {
+        "end_to_seen": "end->seen",
+        "seen_to_sent": "seen->sent",
+        "sent_to_created": "sent->created",
+    }
     return (
         ", ".join(
             f"{names.get(k, k)} {human(v.get('mean_ms'))} ({human(v.get('max_ms'))})"
