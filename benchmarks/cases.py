@@ -46,6 +46,7 @@ import boto3
 import datagen
 import pandas as pd
 import pyarrow.parquet as pq
+import reference
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
@@ -450,18 +451,14 @@ def case_prepare_embed_pure(size: int, args: argparse.Namespace) -> dict[str, An
     )
 
 
-def case_prepare_text_staged(size: int, args: argparse.Namespace) -> dict[str, Any]:
+def prepare_staged(stage: str, size: int, args: argparse.Namespace, **model: Any) -> dict[str, Any]:
+    """Prepare and stage every job as ``start()`` does, S3 served by moto (``--s3``)."""
     path = simplecot_path(args.data_dir, size)
     with moto_s3(args.s3) as s3:
         meter = Meter()
         with Breakdown() as steps, meter.measure():
             start_at = time.perf_counter()
-            run = new_run(
-                str(path),
-                datagen.CLAUDE_ID,
-                datagen.TEMPLATE,
-                max_records_per_job=args.records_per_job,
-            )
+            run = new_run(str(path), max_records_per_job=args.records_per_job, **model)
             run.validate()
             prepared = run._prepared
             validated_at = time.perf_counter()
@@ -472,7 +469,7 @@ def case_prepare_text_staged(size: int, args: argparse.Namespace) -> dict[str, A
         if files != expected:
             raise AssertionError(f"staged {files} files, expected {expected}")
         return meter.result(
-            "prepare_text_staged",
+            stage,
             size,
             **prepared_summary(prepared, int(staged * 2**20)),
             validate_seconds=round(validated_at - start_at, 3),
@@ -483,6 +480,52 @@ def case_prepare_text_staged(size: int, args: argparse.Namespace) -> dict[str, A
             s3=args.s3,
             note=S3_NOTES[args.s3],
         )
+
+
+def case_prepare_text_staged(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    return prepare_staged(
+        "prepare_text_staged", size, args, model_id=datagen.CLAUDE_ID, prompt=datagen.TEMPLATE
+    )
+
+
+def case_prepare_embed_staged(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    return prepare_staged(
+        "prepare_embed_staged", size, args, model_id=datagen.TITAN_ID, input_text_column="source"
+    )
+
+
+def reference_prepare(
+    stage: str, size: int, args: argparse.Namespace, **model: Any
+) -> dict[str, Any]:
+    """The reference's preparing and staging (``reference.prepare``), S3 served by moto."""
+    path = simplecot_path(args.data_dir, size)
+    with moto_s3(args.s3) as s3:
+        meter = Meter()
+        with meter.measure():
+            jobs, staged = reference.prepare(
+                s3, str(path), BUCKET, "reference", records_per_job=args.records_per_job, **model
+            )
+        files, _ = bucket_mib(s3, "reference/inputs_json/")
+        if files != jobs or jobs != math.ceil(size / args.records_per_job):
+            raise AssertionError(f"staged {files} files for {jobs} jobs")
+        return meter.result(
+            stage,
+            size,
+            jobs=jobs,
+            staged_mib=round(staged / 2**20, 1),
+            s3=args.s3,
+            note=S3_NOTES[args.s3],
+        )
+
+
+def case_reference_prepare_text(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    return reference_prepare("reference_prepare_text", size, args, template=datagen.TEMPLATE)
+
+
+def case_reference_prepare_embed(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    return reference_prepare(
+        "reference_prepare_embed", size, args, template=None, text_column="source"
+    )
 
 
 def case_s3_floor(size: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -649,6 +692,34 @@ def ideal_makespan(durations: list[float], cap: int) -> float:
         end = max(end, start + duration)
         heapq.heappush(slots, start + duration)
     return end
+
+
+def case_reference_collect(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The reference's collecting of one job (``reference.collect``), S3 served by moto."""
+    rows_path, out_path, meta = collect_fixture(args.data_dir, size)
+    inputs = pd.read_parquet(rows_path)
+    inputs["record_id"] = [staging.record_id(i) for i in range(len(inputs))]
+    keys = ("reference/input.parquet", "reference/part-00001.jsonl.out", "reference/out.parquet")
+    with moto_s3(args.s3) as s3:
+        reference.put_parquet(s3, inputs, BUCKET, keys[0])
+        del inputs
+        with open(out_path, "rb") as body:
+            s3.put_object(Bucket=BUCKET, Key=keys[1], Body=body)
+        meter = Meter()
+        with meter.measure():
+            joined = reference.collect(s3, BUCKET, *keys)
+        answered = int(joined["response"].notna().sum())
+        if len(joined) != size or answered != size - meta["errors"]:
+            raise AssertionError(f"joined {len(joined)} rows, {answered} answered")
+        return meter.result(
+            "reference_collect",
+            size,
+            error_rows=meta["errors"],
+            errors_kept=False,  # an error line becomes a row without a response, nothing else
+            file_mib=round(meta["bytes"] / 2**20, 1),
+            s3=args.s3,
+            note=S3_NOTES[args.s3],
+        )
 
 
 def case_orchestrate(size: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -850,6 +921,7 @@ def background_run(
         async def main() -> dict[str, Any]:
             loop = asyncio.get_running_loop()
             samples: list[tuple[float, float, str]] = []
+            rss_by_phase: dict[str, float] = {}  # the highest RSS seen in each phase
             current: dict[str, Any] = {"run": None}
             done = asyncio.Event()
 
@@ -867,6 +939,7 @@ def background_run(
                     else:
                         phase = run.status().phase
                     samples.append((before, lag, phase))
+                    rss_by_phase[phase] = max(rss_by_phase.get(phase, 0.0), rss_mib())
                     tracer.beat = time.monotonic()
 
             watcher = asyncio.create_task(monitor())
@@ -914,6 +987,9 @@ def background_run(
                 ),
                 "lag_over_100ms": sum(1 for v in lags if v > 0.1),
                 "lag_max_by_phase_ms": {k: round(v * 1000, 1) for k, v in by_phase.items()},
+                "rss_rise_by_phase_mib": {
+                    k: round(v - meter.base, 1) for k, v in rss_by_phase.items()
+                },
                 "lag_worst": [
                     [round(t - origin, 2), round(lag * 1000, 1), phase] for t, lag, phase in worst
                 ],
@@ -940,6 +1016,10 @@ CASES: dict[str, Callable[[int, argparse.Namespace], dict[str, Any]]] = {
     "prepare_text_pure": case_prepare_text_pure,
     "prepare_embed_pure": case_prepare_embed_pure,
     "prepare_text_staged": case_prepare_text_staged,
+    "prepare_embed_staged": case_prepare_embed_staged,
+    "reference_prepare_text": case_reference_prepare_text,
+    "reference_prepare_embed": case_reference_prepare_embed,
+    "reference_collect": case_reference_collect,
     "s3_floor": case_s3_floor,
     "collect_pure": case_collect_pure,
     "collect_s3": case_collect_s3,

@@ -38,6 +38,9 @@ FULL: list[tuple[str, int, tuple[str, ...]]] = [
     ("prepare_text_staged", 200_000, ()),
     ("prepare_text_staged", 200_000, ("--s3", "process")),
     ("prepare_text_staged", 2_200_000, ("--s3", "process")),
+    ("prepare_embed_staged", 200_000, ()),
+    ("reference_prepare_text", 200_000, ()),
+    ("reference_prepare_embed", 200_000, ()),
     ("s3_floor", 200_000, ()),
     ("s3_floor", 200_000, ("--s3", "process")),
     ("collect_pure", 1_000, ()),
@@ -46,6 +49,7 @@ FULL: list[tuple[str, int, tuple[str, ...]]] = [
     ("collect_s3", 50_000, ()),
     ("collect_s3", 50_000, ("--s3", "process")),
     ("collect_network", 50_000, ("--net-mb-s", "100")),
+    ("reference_collect", 50_000, ()),
     ("orchestrate", 45, ("--cap", "20", "--job-seconds", "1.0", "--poll-interval", "0.1")),
     ("loop_lag", 200_000, ("--poll-interval", "0.5")),
     ("run_streamed", 200_000, ("--poll-interval", "0.5")),
@@ -55,10 +59,14 @@ SMOKE: list[tuple[str, int, tuple[str, ...]]] = [
     ("prepare_embed_pure", 2_000, ()),
     ("prepare_text_staged", 2_000, ()),
     ("prepare_text_staged", 2_000, ("--s3", "process")),
+    ("prepare_embed_staged", 2_000, ()),
+    ("reference_prepare_text", 2_000, ()),
+    ("reference_prepare_embed", 2_000, ()),
     ("s3_floor", 2_000, ()),
     ("collect_pure", 200, ()),
     ("collect_s3", 200, ()),
     ("collect_network", 200, ("--net-mb-s", "100")),
+    ("reference_collect", 200, ()),
     ("orchestrate", 5, ("--cap", "2", "--job-seconds", "0.2", "--poll-interval", "0.05")),
     ("loop_lag", 2_000, ("--poll-interval", "0.2")),
     ("run_streamed", 2_000, ("--poll-interval", "0.2")),
@@ -88,6 +96,7 @@ def engine_version() -> str:
 
 
 def data_needed(case: str, size: int) -> tuple[str, int] | None:
+    case = case.removeprefix("reference_")
     if case.startswith("prepare") or case in ("s3_floor", "loop_lag", "run_streamed"):
         return ("simplecot", size)
     if case.startswith("collect"):
@@ -189,6 +198,8 @@ def verdict(out: Outcome, everything: list[Outcome]) -> tuple[str, str]:
     if out.status != "ok":
         return "-", out.status.upper()
     rate = m.get("rows_per_s") or 0.0
+    if case.startswith("reference_"):
+        return "(no goal: the reference's way, the yardstick)", "-"
     if case.startswith("prepare"):
         goal = GOAL_EMBED if "embed" in case else GOAL_TEXT
         text = f">= {goal:,} rows/s"
@@ -229,6 +240,28 @@ def verdict(out: Outcome, everything: list[Outcome]) -> tuple[str, str]:
     return "-", "-"
 
 
+# Like-for-like pairs: the engine's case, with S3 where the reference had it (moto in the
+# process), against the reference's way run in the same session at the same size.
+REFERENCE_OF = {
+    "prepare_text_staged": ("reference_prepare_text", GOAL_TEXT / REF_TEXT),
+    "prepare_embed_staged": ("reference_prepare_embed", GOAL_EMBED / REF_EMBED),
+    "collect_s3": ("reference_collect", GOAL_COLLECT / REF_COLLECT),
+}
+
+
+def vs_reference(out: Outcome, everything: list[Outcome]) -> str:
+    """``x12.3 (goal x15)``: the case's rows/s over the reference's measured alongside."""
+    pair = REFERENCE_OF.get(out.case)
+    if pair is None or out.status != "ok" or out.label != out.case:  # (S3 elsewhere)
+        return "-"
+    name, factor = pair
+    ref = next((o for o in everything if o.case == name and o.size == out.size and o.runs), None)
+    if ref is None or not ref.median.get("rows_per_s"):
+        return "-"
+    ratio = (out.median.get("rows_per_s") or 0.0) / ref.median["rows_per_s"]
+    return f"x{ratio:.1f} (goal x{factor:.0f})"
+
+
 def notes(out: Outcome) -> str:
     m = out.median
     if out.status != "ok":
@@ -262,7 +295,11 @@ def notes(out: Outcome) -> str:
         return f"{m['file_mib']:,.0f} MiB output, errors kept: {m['errors_kept']}"
     if out.case == "s3_floor":
         return f"{m['staged_mib']:,.0f} MiB of built files uploaded, {m['jobs']} files"
-    if out.case == "prepare_text_staged":
+    if out.case.startswith("reference_prepare"):
+        return f"the reference's steps (reference.py), {m['staged_mib']:,.0f} MiB staged"
+    if out.case == "reference_collect":
+        return f"the reference's steps (reference.py), {m['file_mib']:,.0f} MiB output, errors lost"
+    if out.case.endswith("_staged"):
         return f"staging {m['stage_seconds']:.2f} s of it, {m['staged_mib']:,.0f} MiB staged"
     steps = m.get("breakdown") or {}
     top = sorted(steps.items(), key=lambda kv: -kv[1])[:3]
@@ -286,7 +323,18 @@ def slot_waits(parts: dict[str, dict[str, float]]) -> str:
 
 
 def table(outcomes: list[Outcome]) -> str:
-    head = ("case", "size", "runs", "seconds", "rows/s", "peak MiB", "rise MiB", "goal", "verdict")
+    head = (
+        "case",
+        "size",
+        "runs",
+        "seconds",
+        "rows/s",
+        "peak MiB",
+        "rise MiB",
+        "goal",
+        "verdict",
+        "vs reference here",
+    )
     rows = [head]
     for out in outcomes:
         m = out.median
@@ -302,13 +350,14 @@ def table(outcomes: list[Outcome]) -> str:
                 human(m.get("rss_rise_mib")),
                 goal,
                 mark,
+                vs_reference(out, outcomes),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = []
     for i, row in enumerate(rows):
         cells = [
-            c.ljust(w) if j in (0, 7, 8) else c.rjust(w)
+            c.ljust(w) if j in (0, 7, 8, 9) else c.rjust(w)
             for j, (c, w) in enumerate(zip(row, widths, strict=True))
         ]
         lines.append("  ".join(cells).rstrip())
