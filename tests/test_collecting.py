@@ -469,6 +469,42 @@ def test_spilled_answers_read_back_by_range_with_the_last_write_winning(tmp_path
     assert [list(read[p]) for p in (0, 1, 4)] == [[0.0, 0.5], [1.0, 0.5], [4.0, 0.5]]
 
 
+def test_spilled_answers_given_in_bulk_and_one_at_a_time_keep_the_order_of_writes(
+    tmp_path: Path,
+) -> None:
+    """Blocks of answers go to the file as Arrow arrays; single answers (lines read one at
+    a time) between them still win or lose by when they came."""
+    import numpy as np
+    import pyarrow as pa
+
+    from bedrock_batch_nb.collecting import SpilledValues
+
+    rng = random.Random(3)
+    expected: list[object] = [None] * 120
+    spilled = SpilledValues(str(tmp_path / "answers.parquet"), pa.string(), flush_rows=25)
+    for step in range(40):
+        if step % 3:
+            positions = rng.sample(range(120), rng.randint(1, 12))
+            texts = [f"bulk {pos} at {step}" for pos in positions]
+            spilled.put_many(np.array(positions), pa.array(texts))
+            for pos, text in zip(positions, texts, strict=True):
+                expected[pos] = text
+        else:
+            pos = rng.randrange(120)
+            spilled[pos] = expected[pos] = f"single {pos} at {step}"
+    assert spilled[0:120] == expected
+    assert spilled.arrow(10, 20).to_pylist() == expected[10:20]
+
+    # within one row group too: a block after a single answer replaces it, and back
+    same = SpilledValues(str(tmp_path / "same.parquet"), pa.string(), flush_rows=100)
+    same[1] = "single, replaced"
+    same.put_many(np.array([1, 2]), pa.array(["bulk", "bulk, replaced"]))
+    same[2] = "single"
+    assert same[0:3] == [None, "bulk", "single"]
+    with pytest.raises(RuntimeError, match="being read back"):
+        spilled.put_many(np.array([0]), pa.array(["too late"]))
+
+
 def test_spilled_answers_of_shuffled_jobs_are_decoded_about_once_each(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

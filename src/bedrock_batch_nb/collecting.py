@@ -64,8 +64,9 @@ _CONVERT_ROWS = 2_000
 
 class SpilledValues:
     """Answers kept in a local Parquet file instead of memory (for a large run): each one
-    is appended with its row's position, ``flush_rows`` to a row group, and read back by
-    range of positions once collecting is over (the last answer written for a row wins)."""
+    is appended with its row's position (one at a time, or a block's Arrow array at once
+    with :meth:`put_many`), about ``flush_rows`` to a row group, and read back by range of
+    positions once collecting is over (the last answer written for a row wins)."""
 
     CACHE_BYTES = 64 << 20
     """Decoded row groups kept while reading back (see :meth:`_group`)."""
@@ -76,6 +77,10 @@ class SpilledValues:
         self.flush_rows = flush_rows
         self._positions: list[int] = []
         self._items: list[Any] = []
+        self._segments: list[tuple[np.ndarray, pa.Array | pa.ChunkedArray]] = []
+        """Answers given in bulk (:meth:`put_many`) and the Python ones before them, in
+        the order they came, until written."""
+        self._held = 0  # answers not written yet
         self._lock = threading.Lock()
         self._writer: Any = None
         self._written = 0
@@ -84,16 +89,30 @@ class SpilledValues:
 
     def __setitem__(self, pos: int, value: Any) -> None:
         with self._lock:
-            if self._index is not None:
-                raise RuntimeError("answers are being read back: no more can be written")
+            self._check_open()
             self._positions.append(pos)
             self._items.append(value)
-            if len(self._items) >= self.flush_rows:
+            self._held += 1
+            if self._held >= self.flush_rows:
                 self._flush()
 
-    def _flush(self) -> None:
-        import pyarrow.parquet as pq
+    def put_many(self, positions: np.ndarray, values: pa.Array | pa.ChunkedArray) -> None:
+        """Record ``values[i]`` as the answer at ``positions[i]`` (later ones win, as with
+        ``self[pos] = value``), kept in Arrow: no Python object per answer."""
+        with self._lock:
+            self._check_open()
+            self._segment_items()  # (so that the order of writes is kept)
+            self._segments.append((np.asarray(positions, dtype=np.int64), values))
+            self._held += len(values)
+            if self._held >= self.flush_rows:
+                self._flush()
 
+    def _check_open(self) -> None:
+        if self._index is not None:
+            raise RuntimeError("answers are being read back: no more can be written")
+
+    def _segment_items(self) -> None:
+        """The answers given one at a time so far, as one Arrow segment."""
         if not self._items:
             return
         # converted a slice at a time: one long conversion would hold the GIL (and a
@@ -105,12 +124,31 @@ class SpilledValues:
             ],
             self.value_type,
         )
-        table = pa.table({"position": pa.array(self._positions, pa.int64()), "value": values})
+        self._segments.append((np.array(self._positions, dtype=np.int64), values))
+        self._positions, self._items = [], []
+
+    def _flush(self) -> None:
+        import pyarrow.parquet as pq
+
+        self._segment_items()
+        if not self._segments:
+            return
+        chunks = [
+            chunk.cast(self.value_type)
+            for _, values in self._segments
+            for chunk in (values.chunks if isinstance(values, pa.ChunkedArray) else [values])
+        ]
+        table = pa.table(
+            {
+                "position": np.concatenate([positions for positions, _ in self._segments]),
+                "value": pa.chunked_array(chunks, self.value_type),
+            }
+        )
         if self._writer is None:
             self._writer = pq.ParquetWriter(self.path, table.schema)
         self._writer.write_table(table)
-        self._written += len(self._items)
-        self._positions, self._items = [], []
+        self._written += self._held
+        self._segments, self._held = [], 0
 
     def _build_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per answered position (sorted): the row group and the row in it of its last answer."""
@@ -271,12 +309,11 @@ class Results:
         known = (positions >= 0) & (positions < self.n_rows)
         success = known & read.has_output
         failed = known & ~read.has_output & read.has_error
-        texts: list[Any] = []
+        texts: pa.Array | None = None
         if success.any():
-            found = shape.texts(read.output, success)
-            if found is None:
+            texts = shape.texts(read.output, success)
+            if texts is None:
                 return False
-            texts = found
         messages: list[str] = []
         if failed.any():
             found_messages = _error_messages(read.error, failed)
@@ -286,11 +323,17 @@ class Results:
         # Nothing recorded until here: now the block is committed, in line order.
         done = np.flatnonzero(success)
         if len(done):
+            assert texts is not None
             at = positions[done]
             values, errors = self.values, self.errors
-            for pos, value in zip(at.tolist(), texts, strict=True):
-                values[pos] = value
-                errors[pos] = None
+            if isinstance(values, SpilledValues):  # (a large run's answers stay in Arrow)
+                values.put_many(at, texts)
+                for pos in at.tolist():
+                    errors[pos] = None
+            else:
+                for pos, value in zip(at.tolist(), texts.to_pylist(), strict=True):
+                    values[pos] = value
+                    errors[pos] = None
             # the last line of a row wins, as it would line by line
             last = len(at) - 1 - np.unique(at[::-1], return_index=True)[1]
             input_tokens, output_tokens = shape.tokens(read.output)
@@ -664,7 +707,7 @@ class _Shape:
         schema = pa.schema([("recordId", pa.string()), ("modelOutput", output), ("error", error)])
         return pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
 
-    def texts(self, output: pa.StructArray, rows: np.ndarray) -> list[Any] | None:
+    def texts(self, output: pa.StructArray, rows: np.ndarray) -> pa.Array | None:
         """The response text of each of ``rows`` (all with an output), or None."""
         content: Any = output if rows.all() else output.take(pa.array(np.flatnonzero(rows)))
         for key in self.content:
@@ -687,13 +730,13 @@ class _Shape:
             and pc.all(keep).as_py()
             and pc.all(pc.equal(content.value_lengths(), 1)).as_py()
         ):
-            return list(text.to_pylist())  # one text block each, the usual case
+            return text  # one text block each, the usual case
         parents = pc.list_parent_indices(content).to_numpy()
         kept = np.asarray(keep.to_numpy(zero_copy_only=False), dtype=bool)
         offsets = np.zeros(n + 1, dtype=np.int32)
         np.cumsum(np.bincount(parents[kept], minlength=n), out=offsets[1:])
-        joined = pc.binary_join(pa.ListArray.from_arrays(offsets, text.filter(keep)), "")
-        return list(joined.to_pylist())
+        joined: pa.Array = pc.binary_join(pa.ListArray.from_arrays(offsets, text.filter(keep)), "")
+        return joined
 
     def tokens(self, output: pa.StructArray) -> tuple[np.ndarray, np.ndarray]:
         """Input and output token counts of every row (NaN where absent)."""

@@ -370,13 +370,18 @@ def test_a_run_over_max_frame_rows_returns_a_dataset_over_its_file(
     from bedrock_batch_nb.collecting import SpilledValues
 
     spilled: list[int] = []
-    setitem = SpilledValues.__setitem__
+    setitem, put_many = SpilledValues.__setitem__, SpilledValues.put_many
 
     def count(self: SpilledValues, pos: int, value: object) -> None:
         spilled.append(pos)
         setitem(self, pos, value)
 
+    def count_many(self: SpilledValues, positions: Any, values: Any) -> None:
+        spilled.extend(positions.tolist())
+        put_many(self, positions, values)
+
     monkeypatch.setattr(SpilledValues, "__setitem__", count)
+    monkeypatch.setattr(SpilledValues, "put_many", count_many)
     result = run.wait(timeout=60)
     assert isinstance(result, pa_dataset.Dataset) and result.count_rows() == 250
     assert sorted(spilled) == [p for p in range(250) if p != 7]  # every answer went to disk
