@@ -609,6 +609,34 @@ def case_collect_pure(size: int, args: argparse.Namespace) -> dict[str, Any]:
     return meter.result("collect_pure", size, **checked)
 
 
+def case_reference_collect(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The reference's collecting of one job (``reference.collect``), S3 served by moto."""
+    rows_path, out_path, meta = collect_fixture(args.data_dir, size)
+    inputs = pd.read_parquet(rows_path)
+    inputs["record_id"] = [staging.record_id(i) for i in range(len(inputs))]
+    keys = ("reference/input.parquet", "reference/part-00001.jsonl.out", "reference/out.parquet")
+    with moto_s3(args.s3) as s3:
+        reference.put_parquet(s3, inputs, BUCKET, keys[0])
+        del inputs
+        with open(out_path, "rb") as body:
+            s3.put_object(Bucket=BUCKET, Key=keys[1], Body=body)
+        meter = Meter()
+        with meter.measure():
+            joined = reference.collect(s3, BUCKET, *keys)
+        answered = int(joined["response"].notna().sum())
+        if len(joined) != size or answered != size - meta["errors"]:
+            raise AssertionError(f"joined {len(joined)} rows, {answered} answered")
+        return meter.result(
+            "reference_collect",
+            size,
+            error_rows=meta["errors"],
+            errors_kept=False,  # an error line becomes a row without a response, nothing else
+            file_mib=round(meta["bytes"] / 2**20, 1),
+            s3=args.s3,
+            note=S3_NOTES[args.s3],
+        )
+
+
 class NetworkBody(io.RawIOBase):
     """A file read as if it came over a network at ``rate`` bytes/s: the bytes arrive at
     that pace whether or not anyone reads (into a buffer of ``buffer`` bytes, as a socket's
@@ -692,34 +720,6 @@ def ideal_makespan(durations: list[float], cap: int) -> float:
         end = max(end, start + duration)
         heapq.heappush(slots, start + duration)
     return end
-
-
-def case_reference_collect(size: int, args: argparse.Namespace) -> dict[str, Any]:
-    """The reference's collecting of one job (``reference.collect``), S3 served by moto."""
-    rows_path, out_path, meta = collect_fixture(args.data_dir, size)
-    inputs = pd.read_parquet(rows_path)
-    inputs["record_id"] = [staging.record_id(i) for i in range(len(inputs))]
-    keys = ("reference/input.parquet", "reference/part-00001.jsonl.out", "reference/out.parquet")
-    with moto_s3(args.s3) as s3:
-        reference.put_parquet(s3, inputs, BUCKET, keys[0])
-        del inputs
-        with open(out_path, "rb") as body:
-            s3.put_object(Bucket=BUCKET, Key=keys[1], Body=body)
-        meter = Meter()
-        with meter.measure():
-            joined = reference.collect(s3, BUCKET, *keys)
-        answered = int(joined["response"].notna().sum())
-        if len(joined) != size or answered != size - meta["errors"]:
-            raise AssertionError(f"joined {len(joined)} rows, {answered} answered")
-        return meter.result(
-            "reference_collect",
-            size,
-            error_rows=meta["errors"],
-            errors_kept=False,  # an error line becomes a row without a response, nothing else
-            file_mib=round(meta["bytes"] / 2**20, 1),
-            s3=args.s3,
-            note=S3_NOTES[args.s3],
-        )
 
 
 def case_orchestrate(size: int, args: argparse.Namespace) -> dict[str, Any]:
