@@ -69,3 +69,38 @@ def test_large_uploads_go_in_parallel_parts(
     got = s3.get_object(Bucket=aws.bucket, Key="big")
     assert got["Body"].read() == data
     assert got["ContentType"] == "application/x-test"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2024-05-20T18:54:15.563Z",  # Bedrock's and S3's own form
+        "2024-05-20T18:54:15Z",
+        "2024-05-20T18:54:15.5631234Z",  # more digits than fromisoformat reads on 3.10
+        "2024-05-20T18:54:15+02:00",
+        "2024-05-20T18:54:15",  # no time zone
+        "Mon, 20 May 2024 18:54:15 GMT",  # HTTP headers' form
+        "1716231255",
+        1716231255,
+    ],
+)
+def test_timestamps_are_read_as_botocore_reads_them(value: object) -> None:
+    import botocore.utils
+
+    ours, botocores = aws_module.parse_timestamp(value), botocore.utils.parse_timestamp(value)
+    assert ours == botocores
+    assert (ours.tzinfo is None) == (botocores.tzinfo is None)
+
+
+def test_a_runs_clients_read_response_timestamps_with_the_fast_parser(aws: LocalBedrock) -> None:
+    """Through HTTP: the run's clients give the same instants as a plain boto3 client."""
+    import datetime as dt
+
+    import boto3
+
+    clients = aws_module.Clients.create()
+    clients.s3.put_object(Bucket=aws.bucket, Key="stamp.txt", Body=b"x")
+    ours = clients.s3.list_objects_v2(Bucket=aws.bucket, Prefix="stamp")["Contents"][0]
+    plain = boto3.client("s3").list_objects_v2(Bucket=aws.bucket, Prefix="stamp")["Contents"][0]
+    assert ours["LastModified"] == plain["LastModified"]
+    assert ours["LastModified"].tzinfo == dt.timezone.utc  # read by fromisoformat

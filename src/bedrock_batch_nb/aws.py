@@ -9,6 +9,7 @@ stages and keeps on S3 (job inputs, results, the saved rows) go through :func:`u
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import io
 import os
 import zlib
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import boto3
+import botocore.session
+import botocore.utils
 from botocore.config import Config
 
 RETRY_CONFIG = Config(
@@ -37,12 +40,33 @@ class Clients:
 
     @classmethod
     def create(cls, region: str | None = None) -> Clients:
-        session = boto3.session.Session(region_name=region)
+        core = botocore.session.get_session()  # (a session of the run's own)
+        parsers = core.get_component("response_parser_factory")
+        parsers.set_parser_defaults(timestamp_parser=parse_timestamp)
+        session = boto3.session.Session(botocore_session=core, region_name=region)
         return cls(
             bedrock=session.client("bedrock", config=RETRY_CONFIG),
             runtime=session.client("bedrock-runtime", config=RETRY_CONFIG),
             s3=session.client("s3", config=RETRY_CONFIG),
         )
+
+
+def parse_timestamp(value: Any) -> dt.datetime:
+    """A timestamp in a response (``submitTime``, ``LastModified``, ...) as an aware
+    datetime, as botocore's own parser gives it, but read by ``datetime.fromisoformat``
+    when it can: botocore's dateutil-based parser made a list call of 45 jobs take 17 ms
+    instead of 6 (four timestamps a job), on every poll.  Anything ``fromisoformat``
+    does not read (or reads without a time zone) goes to botocore's parser."""
+    if isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is not None:
+                return parsed
+    timestamp: dt.datetime = botocore.utils.parse_timestamp(value)
+    return timestamp
 
 
 def error_code(exc: BaseException) -> str | None:
