@@ -1,7 +1,8 @@
 """The boto3 clients a run uses, its AWS errors described, and its uploads to S3.
 
 Clients are plain ``boto3`` clients, so endpoints, region and credentials come from the
-standard chain (``AWS_ENDPOINT_URL_BEDROCK`` etc. for the local emulator).  Retries of
+standard chain (``AWS_ENDPOINT_URL_BEDROCK`` etc. for the local emulator); their session
+is the run's own, whose responses' timestamps :func:`parse_timestamp` reads.  Retries of
 throttling and transient errors are botocore's own standard retry mode.  The files a run
 stages and keeps on S3 (job inputs, results, the saved rows) go through :func:`upload`.
 """
