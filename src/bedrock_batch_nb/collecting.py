@@ -328,12 +328,11 @@ class Results:
             values, errors = self.values, self.errors
             if isinstance(values, SpilledValues):  # (a large run's answers stay in Arrow)
                 values.put_many(at, texts)
-                for pos in at.tolist():
-                    errors[pos] = None
             else:
                 for pos, value in zip(at.tolist(), texts.to_pylist(), strict=True):
                     values[pos] = value
-                    errors[pos] = None
+            for pos in at.tolist():
+                errors[pos] = None
             # the last line of a row wins, as it would line by line
             last = len(at) - 1 - np.unique(at[::-1], return_index=True)[1]
             input_tokens, output_tokens = shape.tokens(read.output)
