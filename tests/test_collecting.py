@@ -42,14 +42,16 @@ def claude_line(pos: int, text: str, *, tokens: tuple[int, int] = (5, 7)) -> str
     )
 
 
+def error_record(pos: int, message: str = "Malformed input request") -> dict[str, Any]:
+    return {
+        "recordId": record_id(pos),
+        "modelInput": {},
+        "error": {"errorCode": 400, "errorMessage": message},
+    }
+
+
 def error_line(pos: int, message: str = "Malformed input request") -> str:
-    return json.dumps(
-        {
-            "recordId": record_id(pos),
-            "modelInput": {},
-            "error": {"errorCode": 400, "errorMessage": message},
-        }
-    )
+    return json.dumps(error_record(pos, message))
 
 
 @pytest.fixture
@@ -266,6 +268,28 @@ def odd_lines(make: Any) -> list[str]:
         make(58, "two") + " " + make(59, "on one line"),
         "  " + make(60, "indented"),
     ]
+    # The echoed request, which Arrow is not given when it comes before the answer: text
+    # and keys that look like the answer's, another place, odd JSON, a key in between.
+    lookalike = 'say "modelOutput": {"content": []}, "error": 1, "recordId": "R0000000061"'
+    inputs: list[Any] = [
+        {"text": lookalike},
+        {"nested": {"modelOutput": {"content": [{"type": "text", "text": "fake"}]}}},
+        {"error": {"errorCode": 500, "errorMessage": "fake"}},
+    ]
+    for i, model_input in enumerate(inputs):
+        for record in (json.loads(make(61 + i, "beside an odd request")), error_record(64 + i)):
+            lines.append(json.dumps({**record, "modelInput": model_input}))
+            rest = {k: v for k, v in record.items() if k != "modelInput"}
+            lines.append(json.dumps({**rest, "modelInput": model_input}))  # after the answer
+    answer = json.loads(make(67, "after a broken request"))
+    lines.append(
+        json.dumps({"recordId": answer["recordId"]})[:-1]
+        + ', "modelInput": {"a": [}, "modelOutput": '
+        + json.dumps(answer["modelOutput"])
+        + "}"
+    )
+    record = json.loads(make(68, "after another key"))
+    lines.append(json.dumps({"recordId": record["recordId"], "modelInput": {}, "x": 1, **record}))
     return lines
 
 

@@ -787,28 +787,75 @@ class _Block:
 
 def _read_block(block: _Bytes, shape: _Shape) -> _Block | None:
     """Parse a block of lines with Arrow, or None when a line is not one JSON object
-    with a string recordId on a line of its own (or Arrow cannot read it)."""
-    data = np.frombuffer(block, dtype=np.uint8)
-    heads = np.concatenate(([0], np.flatnonzero(data == ord("\n")) + 1))
-    heads = heads[heads < len(data)]
-    if not len(heads) or not (data[heads] == ord("{")).all():
+    with a string recordId on a line of its own (or Arrow cannot read it).  The lines
+    are parsed without their echoed ``modelInput`` (:func:`_without_inputs`); should
+    that not read, as they are."""
+    data = bytes(block)
+    stripped, lines = _without_inputs(data)
+    if not lines:
         return None  # a blank line, or one that is not an object: line by line
-    lines = len(heads)
     options = _PARSE_OPTIONS.get(shape)
     if options is None:
         options = _PARSE_OPTIONS[shape] = shape.parse_options
-    try:
-        table = pj.read_json(
-            pa.BufferReader(block), read_options=_READ_OPTIONS, parse_options=options
-        )
-    except (pa.ArrowException, ValueError):
-        return None
-    if table.num_rows != lines:  # each line starts an object: one line held two
-        return None
-    table = table.combine_chunks()
-    rid, output, error = (table.column(i).chunk(0) for i in range(3))
-    if rid.null_count or not _valid_utf8(rid):
-        return None
+    for body in (stripped, data) if stripped is not data else (data,):
+        try:
+            table = pj.read_json(
+                pa.BufferReader(body), read_options=_READ_OPTIONS, parse_options=options
+            )
+        except (pa.ArrowException, ValueError):
+            continue
+        if table.num_rows != lines:  # each line starts an object: one line held two
+            continue
+        table = table.combine_chunks()
+        rid, output, error = (table.column(i).chunk(0) for i in range(3))
+        if not rid.null_count and _valid_utf8(rid):
+            return _block_of(rid, output, error)
+    return None
+
+
+_INPUT_KEY = b'"modelInput":'
+_KEYS_AFTER_INPUT = (b'"modelOutput":', b'"error":')
+
+
+def _without_inputs(data: bytes) -> tuple[bytes, int]:
+    """``data``'s lines with the echoed request cut out, and how many lines there are (0
+    when one does not start with ``{``: a blank line, or not an object).
+
+    The cut runs from the ``"modelInput":`` key to the first ``"modelOutput":`` or
+    ``"error":`` key after it (the order Bedrock writes them in, and the keys
+    :meth:`Results.add_line` reads): four fifths of a line that Arrow would otherwise
+    tokenize only to drop.  A line without them in that order is kept whole; ``data``
+    itself when no line has them.  An unescaped ``"key":`` can only be a key (quotes
+    inside JSON strings are escaped) and the echoed request bodies have no keys of these
+    names; a cut that still went wrong would leave a line Arrow cannot read, and the
+    block is then read whole."""
+    find = data.find
+    parts: list[bytes] = []
+    kept = 0  # data[:kept] is in parts
+    start = lines = 0
+    size = len(data)
+    while start < size:
+        if data[start] != 0x7B:  # "{"
+            return data, 0
+        lines += 1
+        end = find(b"\n", start) + 1 or size
+        cut = find(_INPUT_KEY, start, end)
+        if cut >= 0:
+            for key in _KEYS_AFTER_INPUT:
+                resume = find(key, cut, end)
+                if resume >= 0:
+                    parts.append(data[kept:cut])
+                    kept = resume
+                    break
+        start = end
+    if not parts:
+        return data, lines
+    parts.append(data[kept:])
+    return b"".join(parts), lines
+
+
+def _block_of(rid: pa.Array, output: pa.StructArray, error: pa.StructArray) -> _Block:
+    lines = len(rid)
     ours = np.asarray(pc.match_substring_regex(rid, _OUR_ID).to_numpy(zero_copy_only=False))
     positions = np.full(lines, -1, dtype=np.int64)
     at = np.flatnonzero(ours)
