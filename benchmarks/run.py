@@ -51,6 +51,8 @@ FULL: list[tuple[str, int, tuple[str, ...]]] = [
     ("collect_network", 50_000, ("--net-mb-s", "100")),
     ("reference_collect", 50_000, ()),
     ("orchestrate", 45, ("--cap", "20", "--job-seconds", "1.0", "--poll-interval", "0.1")),
+    # the same with jobs five times as long: what part of the excess is per job boundary
+    ("orchestrate", 45, ("--cap", "20", "--job-seconds", "5.0", "--poll-interval", "0.1")),
     ("loop_lag", 200_000, ("--poll-interval", "0.5")),
     ("run_streamed", 200_000, ("--poll-interval", "0.5")),
 ]
@@ -116,9 +118,14 @@ class Outcome:
 
     @property
     def label(self) -> str:
-        """The case, and where its S3 was when not the default (``cases.S3_MODES``)."""
+        """The case, and where its S3 was when not the default (``cases.S3_MODES``), or how
+        long its jobs last."""
         s3 = self.extra[self.extra.index("--s3") + 1] if "--s3" in self.extra else None
-        return f"{self.case} ({s3} S3)" if s3 else self.case
+        if s3:
+            return f"{self.case} ({s3} S3)"
+        if "--job-seconds" in self.extra:
+            return f"{self.case} ({self.extra[self.extra.index('--job-seconds') + 1]} s jobs)"
+        return self.case
 
     @property
     def median(self) -> dict[str, Any]:
