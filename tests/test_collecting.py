@@ -396,6 +396,29 @@ def test_a_clean_file_is_read_without_the_line_by_line_path(
     assert out["response"].iloc[8] == "answer 8" and out["output_tokens"].iloc[8] == 9
 
 
+def test_the_echoed_requests_are_not_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each line's echoed modelInput (most of its bytes) is cut out before Arrow parses
+    the block; the answers and errors are read all the same."""
+    lines = [claude_line(i, f"answer {i}") for i in range(200)]
+    lines[3] = error_line(3, "content filtered")
+    parsed: list[bytes] = []
+    read_json = collecting.pj.read_json
+
+    def recording(source: Any, **options: Any) -> Any:
+        parsed.append(source.read())
+        source.seek(0)
+        return read_json(source, **options)
+
+    monkeypatch.setattr(collecting.pj, "read_json", recording)
+    results = Results(200, CLAUDE)
+    stats = results.add_lines(io.BytesIO(("\n".join(lines) + "\n").encode()))
+    assert (stats.successes, stats.errors) == (199, 1)
+    assert parsed and not any(b"modelInput" in body or b"messages" in body for body in parsed)
+    out = results.to_frame(pd.DataFrame({"n": range(200)}))
+    assert out["response"].iloc[150] == "answer 150" and out["input_tokens"].iloc[150] == 5
+    assert out["error"].iloc[3] == "400: content filtered"
+
+
 def test_one_damaged_line_in_a_block_takes_no_other_row_down() -> None:
     lines = [claude_line(i, f"answer {i}") for i in range(50)]
     lines[20] = lines[20][:100]
