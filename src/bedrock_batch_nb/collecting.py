@@ -823,12 +823,12 @@ def _without_inputs(data: bytes) -> tuple[bytes, int]:
 
     The cut runs from the ``"modelInput":`` key to the first ``"modelOutput":`` or
     ``"error":`` key after it (the order Bedrock writes them in, and the keys
-    :meth:`Results.add_line` reads): four fifths of a line that Arrow would otherwise
-    tokenize only to drop.  A line without them in that order is kept whole; ``data``
-    itself when no line has them.  An unescaped ``"key":`` can only be a key (quotes
-    inside JSON strings are escaped) and the echoed request bodies have no keys of these
-    names; a cut that still went wrong would leave a line Arrow cannot read, and the
-    block is then read whole."""
+    :meth:`Results.add_line` reads): the part of a line Arrow would otherwise tokenize
+    only to drop, and most of it when prompts are long (four fifths in the benchmark's).
+    A line without them in that order is kept whole; ``data`` itself when no line has
+    them.  An unescaped ``"key":`` can only be a key (quotes inside JSON strings are
+    escaped) and the echoed request bodies have no keys of these names; a cut that still
+    went wrong would leave a line Arrow cannot read, and the block is then read whole."""
     find = data.find
     parts: list[bytes] = []
     kept = 0  # data[:kept] is in parts
