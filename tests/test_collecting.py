@@ -241,6 +241,47 @@ def messages_line(pos: int, text: str) -> str:
     )
 
 
+def embedding_vector(pos: int, text: str) -> list[float]:
+    """Numbers at full precision (17 digits), a few extreme ones among them."""
+    rng = np.random.default_rng(pos * 7919 + len(text))
+    vector = (rng.standard_normal(16) * 10.0 ** rng.integers(-12, 12, 16)).tolist()
+    return [*vector, -0.0, 5e-324, 1.7976931348623157e308, 3]
+
+
+def embedding_line(pos: int, text: str) -> str:
+    return json.dumps(
+        {
+            "recordId": record_id(pos),
+            "modelInput": {"inputText": text, "dimensions": 256, "normalize": True},
+            "modelOutput": {"embedding": embedding_vector(pos, text), "inputTextTokenCount": pos},
+        }
+    )
+
+
+def embedding_variants() -> list[str]:
+    rid = record_id
+    outputs: list[Any] = [
+        {"embedding": [], "inputTextTokenCount": 1},
+        {"embedding": [1, 2.5, -3]},
+        {"embedding": [True, 1.0]},
+        {"embedding": [None, 1.0]},
+        {"embedding": None, "embeddingsByType": {"float": [0.5, 0.25]}},
+        {"embeddingsByType": {"float": [0.5, 0.25]}, "inputTextTokenCount": 4},
+        {"embedding": "not a list"},
+        {"embedding": [[1.0]]},
+        {"embedding": [0.1, 0.2], "inputTextTokenCount": 2.0},
+        {"embedding": [0.1, 0.2], "inputTextTokenCount": True},
+        {"embedding": [0.1, 0.2], "inputTextTokenCount": "7"},
+        {"embedding": [0.1], "embeddingsByType": {"float": [0.9], "binary": [1]}},
+    ]
+    lines = [
+        json.dumps({"recordId": rid(70 + i), "modelOutput": output})
+        for i, output in enumerate(outputs)
+    ]
+    lines.append('{"recordId": "R0000000082", "modelOutput": {"embedding": [1e400, -1e400]}}')
+    return lines
+
+
 def odd_lines(make: Any) -> list[str]:
     """Lines of every kind: good ones, error lines, and each way a line can be odd."""
     rid = record_id
@@ -340,6 +381,9 @@ def line_by_line(results: Results, lines: list[Any]) -> OutputStats:
 def same(a: Results, b: Results, rows: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(a.to_frame(rows), b.to_frame(rows))
     assert a.answered.tolist() == b.answered.tolist()
+    for x, y in zip(a.values, b.values, strict=True):  # embeddings: the same bits
+        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            assert x.dtype == y.dtype == np.float64 and x.tobytes() == y.tobytes()
 
 
 @pytest.mark.parametrize("block_bytes", [300, 4096, 1 << 20])
@@ -349,8 +393,9 @@ def same(a: Results, b: Results, rows: pd.DataFrame) -> None:
         (CLAUDE, claude_line, claude_variants),
         (NOVA, messages_line, list),
         (CONVERSE, messages_line, list),
+        (TITAN, embedding_line, embedding_variants),
     ],
-    ids=["claude", "nova", "converse"],
+    ids=["claude", "nova", "converse", "titan"],
 )
 @pytest.mark.parametrize("form", ["str", "bytes", "file"])
 def test_blocks_read_as_line_by_line_would(
@@ -394,6 +439,30 @@ def test_a_clean_file_is_read_without_the_line_by_line_path(
     out = results.to_frame(pd.DataFrame({"n": range(300)}))
     assert out["error"].iloc[7] == "400: content filtered" and out["response"].iloc[7] is None
     assert out["response"].iloc[8] == "answer 8" and out["output_tokens"].iloc[8] == 9
+
+
+def test_a_clean_embedding_file_is_read_by_arrow_to_the_bit(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    lines = [embedding_line(i, f"text {i}") for i in range(300)]
+    lines[9] = error_line(9, "too long")
+    random.Random(2).shuffle(lines)
+    body = ("\n".join(lines) + "\n").encode()
+    calls: list[Any] = []
+    monkeypatch.setattr(Results, "add_line", lambda self, raw, stats: calls.append(raw))
+    for spill in (None, str(tmp_path / "answers.parquet")):
+        results = Results(300, TITAN, spill_path=spill)
+        stats = results.add_lines(io.BytesIO(body))
+        assert calls == []
+        assert (stats.successes, stats.errors, stats.malformed) == (299, 1, 0)
+        out = results.to_frame(pd.DataFrame({"n": range(300)}))
+        for pos in (0, 8, 10, 299):
+            got = out["embedding"].iloc[pos]
+            assert isinstance(got, np.ndarray) and got.flags.writeable
+            expected = np.array(embedding_vector(pos, f"text {pos}"), dtype=np.float64)
+            assert got.tobytes() == expected.tobytes()
+        assert out["input_tokens"].iloc[8] == 8 and pd.isna(out["output_tokens"].iloc[8])
+        assert out["error"].iloc[9] == "400: too long" and out["embedding"].iloc[9] is None
 
 
 def test_the_echoed_requests_are_not_parsed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import io
+import itertools
 import json
 import re
 import tempfile
@@ -31,7 +32,14 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from .aws import PARQUET_CONTENT_TYPE, upload
-from .models import AnthropicAdapter, ConverseAdapter, ModelAdapter, ModelOutput, NovaAdapter
+from .models import (
+    AnthropicAdapter,
+    ConverseAdapter,
+    ModelAdapter,
+    ModelOutput,
+    NovaAdapter,
+    TitanEmbedAdapter,
+)
 from .staging import RECORD_ID_PREFIX, position_of
 
 RESULT_COLUMNS = ("response", "embedding", "error", "input_tokens", "output_tokens")
@@ -301,7 +309,7 @@ class Results:
         else:
             stats.malformed += 1
 
-    def _add_block(self, read: _Block, shape: _Shape, stats: OutputStats) -> bool:
+    def _add_block(self, read: _Block, shape: _AnyShape, stats: OutputStats) -> bool:
         """Record a block of lines read by Arrow; False (nothing recorded) when the block
         holds anything :meth:`add_line` might read differently, to be read line by line."""
         n = len(read.positions)
@@ -309,10 +317,10 @@ class Results:
         known = (positions >= 0) & (positions < self.n_rows)
         success = known & read.has_output
         failed = known & ~read.has_output & read.has_error
-        texts: pa.Array | None = None
+        answers: pa.Array | None = None
         if success.any():
-            texts = shape.texts(read.output, success)
-            if texts is None:
+            answers = shape.values(read.output, success)
+            if answers is None:
                 return False
         messages: list[str] = []
         if failed.any():
@@ -323,13 +331,13 @@ class Results:
         # Nothing recorded until here: now the block is committed, in line order.
         done = np.flatnonzero(success)
         if len(done):
-            assert texts is not None
+            assert answers is not None
             at = positions[done]
             values, errors = self.values, self.errors
             if isinstance(values, SpilledValues):  # (a large run's answers stay in Arrow)
-                values.put_many(at, texts)
+                values.put_many(at, answers)
             else:
-                for pos, value in zip(at.tolist(), texts.to_pylist(), strict=True):
+                for pos, value in zip(at.tolist(), _python_values(answers), strict=True):
                     values[pos] = value
             for pos in at.tolist():
                 errors[pos] = None
@@ -650,7 +658,7 @@ def _blocks(lines: Iterable[bytes | str]) -> Iterator[tuple[_Bytes | None, list[
 
 
 def _read_ahead(
-    blocks: Iterator[tuple[_Bytes | None, list[Any] | None]], shape: _Shape
+    blocks: Iterator[tuple[_Bytes | None, list[Any] | None]], shape: _AnyShape
 ) -> Iterator[tuple[_Bytes | None, list[Any] | None, _Block | None]]:
     """``blocks`` with each one parsed by :func:`_read_block` (None: not parsed), in order,
     the next ``PARSE_AHEAD`` blocks read and parsed on worker threads while the caller
@@ -706,7 +714,7 @@ class _Shape:
         schema = pa.schema([("recordId", pa.string()), ("modelOutput", output), ("error", error)])
         return pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
 
-    def texts(self, output: pa.StructArray, rows: np.ndarray) -> pa.Array | None:
+    def values(self, output: pa.StructArray, rows: np.ndarray) -> pa.Array | None:
         """The response text of each of ``rows`` (all with an output), or None."""
         content: Any = output if rows.all() else output.take(pa.array(np.flatnonzero(rows)))
         for key in self.content:
@@ -746,19 +754,64 @@ class _Shape:
         )
 
 
+@dataclass(frozen=True)
+class _VectorShape:
+    """An embedding response read with Arrow: the list of numbers under ``key``, the input
+    token count under ``tokens``.  A success without that list (or with a null in it) is
+    left to the adapter (it also looks elsewhere, and its message names the keys)."""
+
+    key: str
+    tokens_key: str
+
+    @property
+    def parse_options(self) -> pj.ParseOptions:
+        output = pa.struct([(self.key, pa.list_(pa.float64())), (self.tokens_key, pa.int64())])
+        error = pa.struct([("errorCode", pa.int64()), ("errorMessage", pa.string())])
+        schema = pa.schema([("recordId", pa.string()), ("modelOutput", output), ("error", error)])
+        return pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+
+    def values(self, output: pa.StructArray, rows: np.ndarray) -> pa.Array | None:
+        """The embedding of each of ``rows`` (all with an output), or None."""
+        chosen: Any = output if rows.all() else output.take(pa.array(np.flatnonzero(rows)))
+        vectors = pc.struct_field(chosen, self.key)
+        if vectors.null_count or pc.list_flatten(vectors).null_count:
+            return None
+        return vectors
+
+    def tokens(self, output: pa.StructArray) -> tuple[np.ndarray, np.ndarray]:
+        """Input token counts of every row (NaN where absent), and no output tokens."""
+        counts = _floats(pc.struct_field(output, self.tokens_key))
+        return counts, np.full(len(counts), np.nan)
+
+
+_AnyShape = _Shape | _VectorShape
+
+
+def _python_values(answers: pa.Array) -> list[Any]:
+    """Answers as a row holds them in memory: a ``str`` each, or for embeddings a float64
+    array each (views of one writable copy of the block's numbers)."""
+    if not pa.types.is_list(answers.type):
+        values: list[Any] = answers.to_pylist()
+        return values
+    numbers = np.array(answers.values.to_numpy(zero_copy_only=False), dtype=np.float64)
+    bounds = answers.offsets.to_numpy().tolist()
+    return [numbers[a:b] for a, b in itertools.pairwise(bounds)]
+
+
 _CLAUDE = _Shape(("content",), typed=True, usage=("input_tokens", "output_tokens"))
 _MESSAGES = _Shape(
     ("output", "message", "content"), typed=False, usage=("inputTokens", "outputTokens")
 )
-_SHAPES: dict[Any, _Shape] = {
+_SHAPES: dict[Any, _AnyShape] = {
     AnthropicAdapter.parse_response: _CLAUDE,
     NovaAdapter.parse_response: _MESSAGES,
     ConverseAdapter.parse_response: _MESSAGES,
+    TitanEmbedAdapter.parse_response: _VectorShape("embedding", "inputTextTokenCount"),
 }
-_PARSE_OPTIONS: dict[_Shape, pj.ParseOptions] = {}
+_PARSE_OPTIONS: dict[_AnyShape, pj.ParseOptions] = {}
 
 
-def _fast_shape(adapter: ModelAdapter) -> _Shape | None:
+def _fast_shape(adapter: ModelAdapter) -> _AnyShape | None:
     """The shape Arrow can read for ``adapter`` (None: every line goes to the adapter)."""
     return _SHAPES.get(type(adapter).parse_response)
 
@@ -785,7 +838,7 @@ class _Block:
     error: pa.StructArray
 
 
-def _read_block(block: _Bytes, shape: _Shape) -> _Block | None:
+def _read_block(block: _Bytes, shape: _AnyShape) -> _Block | None:
     """Parse a block of lines with Arrow, or None when a line is not one JSON object
     with a string recordId on a line of its own (or Arrow cannot read it).  The lines
     are parsed without their echoed ``modelInput`` (:func:`_without_inputs`); should
