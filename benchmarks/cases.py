@@ -609,6 +609,41 @@ def case_collect_pure(size: int, args: argparse.Namespace) -> dict[str, Any]:
     return meter.result("collect_pure", size, **checked)
 
 
+def case_collect_embed_pure(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    """``collect_pure`` for a Titan embeddings job: 1,024 numbers a line."""
+    rows_path = args.data_dir / f"embed-rows-{size}.parquet"
+    out_path = args.data_dir / f"embed-{size}.jsonl.out"
+    meta_path = args.data_dir / f"embed-{size}.meta.json"
+    if not (rows_path.exists() and out_path.exists() and meta_path.exists()):
+        raise SystemExit(f"embed fixture {size} missing: run `cases.py generate embed {size}`")
+    meta = json.loads(meta_path.read_text())
+    rows = pd.read_parquet(rows_path)
+    adapter = resolve_adapter(datagen.TITAN_ID)
+    meter = Meter()
+    with tempfile.TemporaryDirectory(prefix="bench-collect-") as scratch:
+        target = Path(scratch) / "results.parquet"
+        with meter.measure():
+            results = Results(len(rows), adapter)
+            with open(out_path, "rb") as raw:
+                stats = results.add_lines(raw)
+            frame = results.to_frame(rows)
+            write_results(frame, target)
+    n, errors = meta["lines"], meta["errors"]
+    if (stats.successes, stats.errors, stats.malformed) != (n - errors, errors, 0):
+        raise AssertionError(f"collected {stats!r}, expected {n - errors} + {errors} errors")
+    answered = frame["embedding"].dropna()
+    if len(answered) != n - errors or {len(v) for v in answered} != {datagen.EMBED_DIMENSIONS}:
+        raise AssertionError("embeddings missing from the frame, or of the wrong length")
+    kept = int(frame["error"].str.startswith("400: Malformed input").sum()) == errors
+    return meter.result(
+        "collect_embed_pure",
+        size,
+        error_rows=errors,
+        errors_kept=kept,
+        file_mib=round(meta["bytes"] / 2**20, 1),
+    )
+
+
 def case_reference_collect(size: int, args: argparse.Namespace) -> dict[str, Any]:
     """The reference's collecting of one job (``reference.collect``), S3 served by moto."""
     rows_path, out_path, meta = collect_fixture(args.data_dir, size)
@@ -1022,6 +1057,7 @@ CASES: dict[str, Callable[[int, argparse.Namespace], dict[str, Any]]] = {
     "reference_collect": case_reference_collect,
     "s3_floor": case_s3_floor,
     "collect_pure": case_collect_pure,
+    "collect_embed_pure": case_collect_embed_pure,
     "collect_s3": case_collect_s3,
     "collect_network": case_collect_network,
     "run_streamed": case_run_streamed,
@@ -1040,8 +1076,12 @@ def generate(kind: str, size: int, data_dir: Path) -> None:
         if not (data_dir / f"collect-{size}.meta.json").exists():
             datagen.write_collect_fixture(data_dir, size)
         print((data_dir / f"collect-{size}.meta.json").read_text())
+    elif kind == "embed":
+        if not (data_dir / f"embed-{size}.meta.json").exists():
+            datagen.write_embed_fixture(data_dir, size)
+        print((data_dir / f"embed-{size}.meta.json").read_text())
     else:
-        raise SystemExit(f"unknown data kind {kind!r}: simplecot or collect")
+        raise SystemExit(f"unknown data kind {kind!r}: simplecot, collect or embed")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -174,3 +174,46 @@ def write_collect_fixture(directory: Path, n_lines: int) -> tuple[Path, Path]:
     meta = {"lines": n_lines, "errors": int(failed.sum()), "bytes": out_path.stat().st_size}
     (directory / f"collect-{n_lines}.meta.json").write_text(json.dumps(meta))
     return rows_path, out_path
+
+
+EMBED_DIMENSIONS = 1024
+
+
+def write_embed_fixture(directory: Path, n_lines: int) -> tuple[Path, Path]:
+    """One Titan embeddings job: its input rows (Parquet) and its output file (JSONL,
+    shuffled): 1,024 numbers a line at full precision, 1% error lines."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rows_path = directory / f"embed-rows-{n_lines}.parquet"
+    out_path = directory / f"embed-{n_lines}.jsonl.out"
+    write_simplecot(rows_path, n_lines)
+    sources = pq.read_table(rows_path, columns=["source"]).column("source").to_pylist()
+    rs = np.random.RandomState(SEED + 2)
+    failed = rs.random_sample(n_lines) < ERROR_SHARE
+    order = rs.permutation(n_lines)
+    with open(out_path, "w", encoding="utf-8") as out:
+        for i in order.tolist():
+            record: dict[str, object] = {
+                "recordId": f"R{i:010d}",
+                "modelInput": {
+                    "inputText": sources[i],
+                    "dimensions": EMBED_DIMENSIONS,
+                    "normalize": True,
+                },
+            }
+            if failed[i]:
+                record["error"] = {
+                    "errorCode": 400,
+                    "errorMessage": "Malformed input request: 400 Bad Request: Too many "
+                    "input tokens. Max input tokens: 8192, request input token count: 9001",
+                }
+            else:
+                vector = rs.standard_normal(EMBED_DIMENSIONS)
+                vector /= np.linalg.norm(vector)
+                record["modelOutput"] = {
+                    "embedding": vector.tolist(),
+                    "inputTextTokenCount": max(1, len(sources[i]) // 4),
+                }
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    meta = {"lines": n_lines, "errors": int(failed.sum()), "bytes": out_path.stat().st_size}
+    (directory / f"embed-{n_lines}.meta.json").write_text(json.dumps(meta))
+    return rows_path, out_path

@@ -45,6 +45,7 @@ FULL: list[tuple[str, int, tuple[str, ...]]] = [
     ("s3_floor", 200_000, ("--s3", "process")),
     ("collect_pure", 1_000, ()),
     ("collect_pure", 50_000, ()),
+    ("collect_embed_pure", 10_000, ()),
     ("collect_s3", 1_000, ()),
     ("collect_s3", 50_000, ()),
     ("collect_s3", 50_000, ("--s3", "process")),
@@ -66,6 +67,7 @@ SMOKE: list[tuple[str, int, tuple[str, ...]]] = [
     ("reference_prepare_embed", 2_000, ()),
     ("s3_floor", 2_000, ()),
     ("collect_pure", 200, ()),
+    ("collect_embed_pure", 200, ()),
     ("collect_s3", 200, ()),
     ("collect_network", 200, ("--net-mb-s", "100")),
     ("reference_collect", 200, ()),
@@ -101,6 +103,8 @@ def data_needed(case: str, size: int) -> tuple[str, int] | None:
     case = case.removeprefix("reference_")
     if case.startswith("prepare") or case in ("s3_floor", "loop_lag", "run_streamed"):
         return ("simplecot", size)
+    if case == "collect_embed_pure":
+        return ("embed", size)
     if case.startswith("collect"):
         return ("collect", size)
     return None
@@ -226,6 +230,10 @@ def verdict(out: Outcome, everything: list[Outcome]) -> tuple[str, str]:
     if case == "collect_network":  # bound by the transfer: what it adds after the last byte
         after = (m.get("seconds") or 0.0) - (m.get("transfer_s") or 0.0)
         return f"(no goal: the transfer alone takes {m.get('transfer_s')} s)", f"+{after:.2f} s"
+    if case == "collect_embed_pure":  # the goal is for text answers
+        file_mib = m.get("file_mib") or 0.0
+        mib_s = file_mib / m["seconds"] if m.get("seconds") else 0.0
+        return "(no goal: 1,024-number embeddings)", f"{mib_s:,.0f} MiB/s"
     if case.startswith("collect"):
         file_mib = m.get("file_mib") or 0.0
         text = f">= {GOAL_COLLECT:,} rec/s, rise < file ({file_mib:,.0f} MiB), errors kept"
