@@ -6,9 +6,10 @@ Output order is not input order, lines may be blank, and a line may be damaged: 
 line is handled on its own, so one bad line never takes the other rows down with it.
 
 For speed, a file is read in blocks of lines that Arrow's JSON reader parses on its
-threads, skipping the echoed ``modelInput`` (most of each line), for the response shapes
-it can read exactly as the adapter does (Claude, Nova, Converse); a block with anything
-else in it (a damaged line, an unusual value) is read again line by line.
+threads, without the echoed ``modelInput`` (most of each line, cut out first), for the
+response shapes it can read exactly as the adapter does (Claude, Nova, Converse, Titan
+embeddings); a block with anything else in it (a damaged line, an unusual value) is
+read again line by line.
 """
 
 from __future__ import annotations
