@@ -560,22 +560,29 @@ def case_s3_floor(size: int, args: argparse.Namespace) -> dict[str, Any]:
         )
 
 
-def collect_fixture(data_dir: Path, size: int) -> tuple[Path, Path, dict[str, Any]]:
-    rows = data_dir / f"collect-rows-{size}.parquet"
-    out = data_dir / f"collect-{size}.jsonl.out"
-    meta = data_dir / f"collect-{size}.meta.json"
+def collect_fixture(
+    data_dir: Path, size: int, kind: str = "collect"
+) -> tuple[Path, Path, dict[str, Any]]:
+    """One job's input rows, output file and meta: ``kind`` "collect" (Claude answers) or
+    "embed" (Titan embeddings)."""
+    rows = data_dir / f"{kind}-rows-{size}.parquet"
+    out = data_dir / f"{kind}-{size}.jsonl.out"
+    meta = data_dir / f"{kind}-{size}.meta.json"
     if not (rows.exists() and out.exists() and meta.exists()):
-        raise SystemExit(f"collect fixture {size} missing: run `cases.py generate collect {size}`")
+        raise SystemExit(f"{kind} fixture {size} missing: run `cases.py generate {kind} {size}`")
     return rows, out, json.loads(meta.read_text())
 
 
-def check_collected(frame: pd.DataFrame, stats: Any, meta: dict[str, Any]) -> dict[str, Any]:
-    """Every row answered or with its error line's code and message: check and report."""
+def check_collected(
+    frame: pd.DataFrame, stats: Any, meta: dict[str, Any], column: str = "response"
+) -> dict[str, Any]:
+    """Every row answered (in ``column``) or with its error line's code and message: check
+    and report."""
     n, errors = meta["lines"], meta["errors"]
     if (stats.successes, stats.errors, stats.malformed) != (n - errors, errors, 0):
         raise AssertionError(f"collected {stats!r}, expected {n - errors} + {errors} errors")
-    if int(frame["response"].notna().sum()) != n - errors:
-        raise AssertionError("responses missing from the frame")
+    if int(frame[column].notna().sum()) != n - errors:
+        raise AssertionError(f"{column} missing from the frame")
     messages = frame["error"].dropna()
     kept = len(messages) == errors and bool(
         messages.str.contains("400").all() and messages.str.contains("Malformed input").all()
@@ -584,13 +591,19 @@ def check_collected(frame: pd.DataFrame, stats: Any, meta: dict[str, Any]) -> di
 
 
 def collect_file(
-    size: int, args: argparse.Namespace, wrap: Callable[[Any], Any] | None = None
-) -> tuple[Meter, dict[str, Any], dict[str, Any], Any]:
-    """The measured collection of the fixture's output file from local disk (read through
-    ``wrap`` when given): (meter, checked figures, the fixture's meta, the body read)."""
-    rows_path, out_path, meta = collect_fixture(args.data_dir, size)
+    size: int,
+    args: argparse.Namespace,
+    wrap: Callable[[Any], Any] | None = None,
+    *,
+    kind: str = "collect",
+    model_id: str = datagen.CLAUDE_ID,
+) -> tuple[Meter, dict[str, Any], dict[str, Any], pd.DataFrame, Any]:
+    """The measured collection of the ``kind`` fixture's output file from local disk (read
+    through ``wrap`` when given): (meter, checked figures, the fixture's meta, the joined
+    frame, the body read)."""
+    rows_path, out_path, meta = collect_fixture(args.data_dir, size, kind)
     rows = pd.read_parquet(rows_path)  # a run holds its input rows already
-    adapter = resolve_adapter(datagen.CLAUDE_ID)
+    adapter = resolve_adapter(model_id)
     meter = Meter()
     with tempfile.TemporaryDirectory(prefix="bench-collect-") as scratch:
         target = Path(scratch) / "results.parquet"
@@ -601,47 +614,21 @@ def collect_file(
                 stats = results.add_lines(body)
             frame = results.to_frame(rows)
             write_results(frame, target)
-    return meter, check_collected(frame, stats, meta), meta, body
+    column = "embedding" if adapter.kind == "embedding" else "response"
+    return meter, check_collected(frame, stats, meta, column), meta, frame, body
 
 
 def case_collect_pure(size: int, args: argparse.Namespace) -> dict[str, Any]:
-    meter, checked, _, _ = collect_file(size, args)
+    meter, checked, _, _, _ = collect_file(size, args)
     return meter.result("collect_pure", size, **checked)
 
 
 def case_collect_embed_pure(size: int, args: argparse.Namespace) -> dict[str, Any]:
     """``collect_pure`` for a Titan embeddings job: 1,024 numbers a line."""
-    rows_path = args.data_dir / f"embed-rows-{size}.parquet"
-    out_path = args.data_dir / f"embed-{size}.jsonl.out"
-    meta_path = args.data_dir / f"embed-{size}.meta.json"
-    if not (rows_path.exists() and out_path.exists() and meta_path.exists()):
-        raise SystemExit(f"embed fixture {size} missing: run `cases.py generate embed {size}`")
-    meta = json.loads(meta_path.read_text())
-    rows = pd.read_parquet(rows_path)
-    adapter = resolve_adapter(datagen.TITAN_ID)
-    meter = Meter()
-    with tempfile.TemporaryDirectory(prefix="bench-collect-") as scratch:
-        target = Path(scratch) / "results.parquet"
-        with meter.measure():
-            results = Results(len(rows), adapter)
-            with open(out_path, "rb") as raw:
-                stats = results.add_lines(raw)
-            frame = results.to_frame(rows)
-            write_results(frame, target)
-    n, errors = meta["lines"], meta["errors"]
-    if (stats.successes, stats.errors, stats.malformed) != (n - errors, errors, 0):
-        raise AssertionError(f"collected {stats!r}, expected {n - errors} + {errors} errors")
-    answered = frame["embedding"].dropna()
-    if len(answered) != n - errors or {len(v) for v in answered} != {datagen.EMBED_DIMENSIONS}:
-        raise AssertionError("embeddings missing from the frame, or of the wrong length")
-    kept = int(frame["error"].str.startswith("400: Malformed input").sum()) == errors
-    return meter.result(
-        "collect_embed_pure",
-        size,
-        error_rows=errors,
-        errors_kept=kept,
-        file_mib=round(meta["bytes"] / 2**20, 1),
-    )
+    meter, checked, _, frame, _ = collect_file(size, args, kind="embed", model_id=datagen.TITAN_ID)
+    if {len(v) for v in frame["embedding"].dropna()} != {datagen.EMBED_DIMENSIONS}:
+        raise AssertionError("embeddings of the wrong length in the frame")
+    return meter.result("collect_embed_pure", size, **checked)
 
 
 def case_reference_collect(size: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -707,7 +694,7 @@ def case_collect_network(size: int, args: argparse.Namespace) -> dict[str, Any]:
     """``collect_pure`` with the output file arriving at ``--net-mb-s`` (an S3 download):
     how much of the collection hides behind the transfer."""
     rate = args.net_mb_s * 1e6
-    meter, checked, meta, body = collect_file(size, args, lambda raw: NetworkBody(raw, rate))
+    meter, checked, meta, _, body = collect_file(size, args, lambda raw: NetworkBody(raw, rate))
     return meter.result(
         "collect_network",
         size,
