@@ -223,14 +223,11 @@ class SpilledValues:
     def __getitem__(self, key: slice) -> list[Any]:
         start, stop = key.start or 0, key.stop
         answers = self.arrow(start, stop)
-        values = [
+        return [
             value
             for i in range(0, len(answers), _CONVERT_ROWS)
-            for value in answers.slice(i, _CONVERT_ROWS).to_pylist()
+            for value in _python_values(answers.slice(i, _CONVERT_ROWS))
         ]
-        if pa.types.is_list(self.value_type):  # embeddings: float64 arrays
-            values = [None if v is None else np.asarray(v, float) for v in values]
-        return values
 
 
 class Results:
@@ -790,13 +787,19 @@ _AnyShape = _Shape | _VectorShape
 
 def _python_values(answers: pa.Array) -> list[Any]:
     """Answers as a row holds them in memory: a ``str`` each, or for embeddings a float64
-    array each (views of one writable copy of the block's numbers)."""
+    array each (views of one writable copy of the answers' numbers); None where null."""
     if not pa.types.is_list(answers.type):
         values: list[Any] = answers.to_pylist()
         return values
-    numbers = np.array(answers.values.to_numpy(zero_copy_only=False), dtype=np.float64)
-    bounds = answers.offsets.to_numpy().tolist()
-    return [numbers[a:b] for a, b in itertools.pairwise(bounds)]
+    flat = pc.list_flatten(answers).to_numpy(zero_copy_only=False)  # (nulls skipped)
+    numbers = np.array(flat, dtype=np.float64)
+    lengths = pc.fill_null(pc.list_value_length(answers), 0).to_numpy()
+    bounds = [0, *np.cumsum(lengths).tolist()]
+    valid = np.asarray(answers.is_valid().to_numpy(zero_copy_only=False), dtype=bool).tolist()
+    return [
+        numbers[a:b] if ok else None
+        for ok, (a, b) in zip(valid, itertools.pairwise(bounds), strict=True)
+    ]
 
 
 _CLAUDE = _Shape(("content",), typed=True, usage=("input_tokens", "output_tokens"))
