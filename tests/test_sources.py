@@ -162,6 +162,25 @@ def test_big_csv_and_jsonl_are_converted_a_block_at_a_time(
     assert list(rows["topic"]) == list(frame["topic"])
 
 
+@pytest.mark.parametrize("streamed", [False, True])
+def test_csv_cells_may_span_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, streamed: bool
+) -> None:
+    # Prompts and documents hold newlines: spreadsheets and pandas quote such cells.  The
+    # file is bigger than Arrow's 1 MiB read block, so a block may end inside a cell.
+    if streamed:
+        monkeypatch.setattr(sources, "STREAM_MIN_BYTES", 0)
+        monkeypatch.setattr(sources, "STREAM_BLOCK_BYTES", 64 * 1024)
+    texts = ["\n".join(f'line {j} of {i}, "quoted"' for j in range(5)) for i in range(12_000)]
+    frame = pd.DataFrame({"text": texts, "n": range(len(texts))})
+    path = tmp_path / "multiline.csv"
+    frame.to_csv(path, index=False)
+    assert path.stat().st_size > 2**20
+    rows = load_rows(path)
+    assert list(rows["text"]) == texts
+    assert list(rows["n"]) == list(range(len(texts)))
+
+
 @pytest.mark.parametrize("kind", ["frame", "parquet", "hf"])
 def test_every_source_writes_itself_as_parquet(
     kind: str, numbered: Path, frame: pd.DataFrame

@@ -529,7 +529,11 @@ def _format_of(name: str) -> str:
 
 def _csv_options(fmt: str) -> dict[str, Any]:
     return {
-        "parse_options": pa_csv.ParseOptions(delimiter="\t" if fmt == "tsv" else ","),
+        # A quoted cell may hold newlines (a prompt, a document), as pandas and spreadsheets
+        # write them; without this Arrow cuts its blocks at any newline.
+        "parse_options": pa_csv.ParseOptions(
+            delimiter="\t" if fmt == "tsv" else ",", newlines_in_values=True
+        ),
         # Keep text as text: no "NA"/"null" strings turned into nulls except empty cells.
         "convert_options": pa_csv.ConvertOptions(strings_can_be_null=True, null_values=[""]),
     }
