@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from bedrock_batch_nb import sources
@@ -147,7 +148,9 @@ def test_big_csv_and_jsonl_are_converted_a_block_at_a_time(
 ) -> None:
     monkeypatch.setattr(sources, "STREAM_MIN_BYTES", 0)
     monkeypatch.setattr(sources, "STREAM_BLOCK_BYTES", 4096)
-    # numbers for the first rows, then text: the first block's types do not fit the rest
+    monkeypatch.setattr(sources, "STREAM_SAMPLE_BYTES", 8192)
+    monkeypatch.setattr(sources, "STREAM_GROUP_BYTES", 40_000)
+    # numbers for the first rows, then text: the sample's types do not fit the rest
     values = [str(i) for i in range(3000)] + ["many"] * 10
     frame = pd.DataFrame({"topic": [f"t{i}" for i in range(len(values))], "count": values})
     csv = tmp_path / "big.csv"
@@ -156,6 +159,8 @@ def test_big_csv_and_jsonl_are_converted_a_block_at_a_time(
     assert isinstance(source, sources.ParquetSource)
     assert source.num_rows == len(values)
     assert list(source.read(2999, 3010)["count"].astype(str)) == values[2999:]
+    groups = pq.ParquetFile(source.path).metadata.num_row_groups
+    assert 1 < groups < 4  # blocks (about 10) gathered into row groups
     jsonl = tmp_path / "big.jsonl"
     frame.to_json(jsonl, orient="records", lines=True)
     rows = open_source(jsonl).frame()
@@ -179,6 +184,26 @@ def test_csv_cells_may_span_lines(
     rows = load_rows(path)
     assert list(rows["text"]) == texts
     assert list(rows["n"]) == list(range(len(texts)))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_row_bigger_than_a_read_block_is_converted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    monkeypatch.setattr(sources, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(sources, "STREAM_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(sources, "STREAM_SAMPLE_BYTES", 65536)
+    texts = [f"row {i}" for i in range(2000)]
+    texts[1500] = "a long document, " * 1000  # 17 KB: over the block, within the sample
+    frame = pd.DataFrame({"text": texts})
+    path = tmp_path / f"long{suffix}"
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_json(path, orient="records", lines=True)
+    source = open_source(path)
+    assert isinstance(source, sources.ParquetSource)
+    assert list(source.frame()["text"]) == texts
 
 
 @pytest.mark.parametrize("kind", ["frame", "parquet", "hf"])
