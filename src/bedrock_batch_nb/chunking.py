@@ -44,10 +44,10 @@ def plan_chunks(
         raise BatchInputError(
             f"{n_records:,} records is below the batch job minimum of {min_records_per_job:,}."
         )
-    sizes = None if record_bytes is None else np.asarray(record_bytes, dtype=np.int64)
+    sizes = None if record_bytes is None else np.asarray(record_bytes)
     if sizes is not None and len(sizes) != n_records:
         raise ValueError("record_bytes must hold one size per record")
-    ends = None if sizes is None else np.cumsum(sizes)
+    ends = None if sizes is None else np.cumsum(sizes, dtype=np.int64)
 
     def bytes_of(start: int, stop: int) -> int:
         if ends is None:

@@ -99,6 +99,9 @@ def new_run_id(prefix: str) -> str:
     return f"{prefix}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
+_MAX_RECORD = np.iinfo(np.int32).max
+
+
 @dataclass(frozen=True)
 class Prepared:
     """What validation computes: how the records are cut into jobs.
@@ -110,6 +113,8 @@ class Prepared:
 
     chunks: list[Chunk]
     sizes: np.ndarray
+    """int32: four bytes a row (no record comes near 2 GiB; bigger ones are capped at
+    ``_MAX_RECORD``, which is over every file limit)."""
     chars: int
 
     @property
@@ -324,13 +329,15 @@ class BatchRun:
                     too_long.add(lengths, labels)
                     if not parts:
                         fixed, per_char = self._bytes_per_char(_every_nth(batch, size // 500))
-                    parts.append((fixed + np.ceil(lengths * per_char)).astype(np.int64))
+                    estimate = np.minimum(fixed + np.ceil(lengths * per_char), _MAX_RECORD)
+                    parts.append(estimate.astype(np.int32))
                     chars += int(lengths.sum())
         problems += values.problems() + check_index(source.index, self.config)
         problems += too_long.problems()
         if problems:
             raise BatchInputError(problems)
         sizes = np.concatenate(parts)
+        del parts
         c = self.config
         chunks = plan_chunks(
             len(sizes),
@@ -1076,7 +1083,7 @@ class RunPlan:
                     "records": ch.size,
                     "first_row": ch.start,
                     "last_row": ch.stop - 1,
-                    "input_bytes": int(sizes[ch.start : ch.stop].sum()),
+                    "input_bytes": int(sizes[ch.start : ch.stop].sum(dtype=np.int64)),
                 }
                 for ch in self._prepared.chunks
             ]
