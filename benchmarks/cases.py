@@ -1,12 +1,15 @@
 """One benchmark case, measured in this (fresh) process.
 
     python benchmarks/cases.py <case> <size> --data-dir DIR [--cap N --job-seconds S]
-    python benchmarks/cases.py generate <simplecot|collect> <size> --data-dir DIR
+    python benchmarks/cases.py generate <kind> <size> --data-dir DIR
+
+``kind``: simplecot (Parquet), simplecot-csv, simplecot-jsonl, simplecot-hf, collect, embed.
 
 The last line of stdout is one JSON object: ``stage``, ``rows``, ``seconds``, ``rows_per_s``,
 ``peak_rss_mib`` (the process's peak RSS during the measured part, ``ru_maxrss`` after the
 peak is reset to the RSS after set-up), ``rss_rise_mib`` (that peak minus the RSS after the
-imports and set-up) and case-specific extras.  ``benchmarks/run.py`` runs these, several
+imports and set-up), ``anon_rise_mib`` (the same for the anonymous part of the RSS, without
+mapped files' pages; sampled) and case-specific extras.  ``benchmarks/run.py`` runs these, several
 times each, and reports medians.  Data comes from ``datagen.py`` (run ``generate`` first:
 making data in the measured process would distort its memory figures).
 
@@ -45,7 +48,6 @@ from typing import Any
 import boto3
 import datagen
 import pandas as pd
-import pyarrow.parquet as pq
 import reference
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
@@ -113,6 +115,7 @@ def prepared_summary(prepared: Any, request_bytes: int) -> dict[str, Any]:
 
 # Functions whose time is reported as a breakdown of the prepare stage: (owner, name).
 BREAKDOWN = {
+    "convert": (sources, "_convert_to_parquet"),  # a big CSV or JSONL file, once
     "read": (sources.ParquetSource, "read_raw"),
     "check_rows": (validation.ValueChecks, "add"),
     "lengths": (prompts.PromptTemplate, "arrow_lengths"),
@@ -137,13 +140,27 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def anon_mib() -> float:
+    """The resident memory not backed by a file (RssAnon): what the process allocated,
+    without the pages of files it maps (a memory-mapped dataset), which the kernel can
+    drop and read again."""
+    with open("/proc/self/status") as f:
+        match = re.search(r"^RssAnon:\s+(\d+) kB", f.read(), re.M)
+    return int(match.group(1)) / 1024 if match else float("nan")
+
+
 class Meter:
-    """Time and memory of the measured part of a case."""
+    """Time and memory of the measured part of a case: the peak RSS (``ru_maxrss``), and
+    the peak of its anonymous part, sampled every ``ANON_SAMPLE_S``."""
+
+    ANON_SAMPLE_S = 0.01
 
     def __init__(self) -> None:
         self.seconds = 0.0
         self.cpu_seconds = 0.0
         self.base = 0.0
+        self.anon_base = 0.0
+        self.anon_peak = 0.0
 
     @contextlib.contextmanager
     def measure(self) -> Iterator[Meter]:
@@ -153,10 +170,24 @@ class Meter:
         with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
             f.write("5")
         self.base = rss_mib()
+        self.anon_base = self.anon_peak = anon_mib()
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(self.ANON_SAMPLE_S):
+                self.anon_peak = max(self.anon_peak, anon_mib())
+
+        sampler = threading.Thread(target=sample, name="bench-anon-rss", daemon=True)
+        sampler.start()
         start, cpu = time.perf_counter(), time.process_time()
-        yield self
-        self.seconds = time.perf_counter() - start
-        self.cpu_seconds = time.process_time() - cpu
+        try:
+            yield self
+        finally:
+            self.seconds = time.perf_counter() - start
+            self.cpu_seconds = time.process_time() - cpu
+            done.set()
+            sampler.join()
+            self.anon_peak = max(self.anon_peak, anon_mib())
 
     def result(self, stage: str, rows: int, **extra: Any) -> dict[str, Any]:
         peak = peak_mib()
@@ -169,6 +200,7 @@ class Meter:
             "peak_rss_mib": round(peak, 1),
             "rss_rise_mib": round(peak - self.base, 1),
             "base_rss_mib": round(self.base, 1),
+            "anon_rise_mib": round(self.anon_peak - self.anon_base, 1),
         }
         out.update(extra)
         return out
@@ -409,35 +441,48 @@ def bucket_mib(s3: Any, prefix: str = "") -> tuple[int, float]:
 # ---- cases ----------------------------------------------------------------------------------
 
 
-def simplecot_path(data_dir: Path, size: int) -> Path:
-    path = data_dir / f"simplecot-v1-{size}.parquet"
+def simplecot_path(data_dir: Path, size: int, fmt: str = "parquet") -> Path:
+    path = datagen.simplecot_as(data_dir / f"simplecot-v1-{size}.parquet", fmt)
     if not path.exists():
-        raise SystemExit(f"{path} is missing: run `cases.py generate simplecot {size}` first")
+        kind = "simplecot" if fmt == "parquet" else f"simplecot-{fmt}"
+        raise SystemExit(f"{path} is missing: run `cases.py generate {kind} {size}` first")
     return path
 
 
+def simplecot_rows(args: argparse.Namespace, size: int) -> Any:
+    """The rows in ``--source-format``, as a user hands them to a run: a path, or for ``hf``
+    the dataset ``datasets.load_from_disk`` gives (memory-mapped)."""
+    path = simplecot_path(args.data_dir, size, args.source_format)
+    if args.source_format == "hf":
+        import datasets
+
+        return datasets.load_from_disk(str(path))
+    return str(path)
+
+
 def case_prepare_text_pure(size: int, args: argparse.Namespace) -> dict[str, Any]:
-    path = simplecot_path(args.data_dir, size)
+    rows = simplecot_rows(args, size)
     meter = Meter()
     with Breakdown() as steps, meter.measure():
         run = new_run(
-            str(path), datagen.CLAUDE_ID, datagen.TEMPLATE, max_records_per_job=args.records_per_job
+            rows, datagen.CLAUDE_ID, datagen.TEMPLATE, max_records_per_job=args.records_per_job
         )
         prepared, request_bytes = prepare(run)
     return meter.result(
         "prepare_text_pure",
         size,
+        source_format=args.source_format,
         **prepared_summary(prepared, request_bytes),
         breakdown=steps.report(meter.seconds),
     )
 
 
 def case_prepare_embed_pure(size: int, args: argparse.Namespace) -> dict[str, Any]:
-    path = simplecot_path(args.data_dir, size)
+    rows = simplecot_rows(args, size)
     meter = Meter()
     with Breakdown() as steps, meter.measure():
         run = new_run(
-            str(path),
+            rows,
             datagen.TITAN_ID,
             input_text_column="source",
             max_records_per_job=args.records_per_job,
@@ -446,6 +491,7 @@ def case_prepare_embed_pure(size: int, args: argparse.Namespace) -> dict[str, An
     return meter.result(
         "prepare_embed_pure",
         size,
+        source_format=args.source_format,
         **prepared_summary(prepared, request_bytes),
         breakdown=steps.report(meter.seconds),
     )
@@ -1054,11 +1100,14 @@ CASES: dict[str, Callable[[int, argparse.Namespace], dict[str, Any]]] = {
 
 
 def generate(kind: str, size: int, data_dir: Path) -> None:
-    if kind == "simplecot":
+    if kind.startswith("simplecot"):
         path = data_dir / f"simplecot-v1-{size}.parquet"
         if not path.exists():
             datagen.write_simplecot(path, size)
-        print(json.dumps({"generated": str(path), "rows": pq.ParquetFile(path).metadata.num_rows}))
+        fmt = kind.removeprefix("simplecot").removeprefix("-") or "parquet"
+        if not datagen.simplecot_as(path, fmt).exists():
+            datagen.write_simplecot_as(path, fmt)
+        print(json.dumps({"generated": str(datagen.simplecot_as(path, fmt)), "rows": size}))
     elif kind == "collect":
         if not (data_dir / f"collect-{size}.meta.json").exists():
             datagen.write_collect_fixture(data_dir, size)
@@ -1068,7 +1117,7 @@ def generate(kind: str, size: int, data_dir: Path) -> None:
             datagen.write_embed_fixture(data_dir, size)
         print((data_dir / f"embed-{size}.meta.json").read_text())
     else:
-        raise SystemExit(f"unknown data kind {kind!r}: simplecot, collect or embed")
+        raise SystemExit(f"unknown data kind {kind!r}: simplecot[-csv|-jsonl|-hf], collect, embed")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1087,6 +1136,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--records-per-job", type=int, default=RECORDS_PER_JOB, help="prepare and run cases"
+    )
+    parser.add_argument(
+        "--source-format",
+        choices=datagen.SOURCE_FORMATS,
+        default="parquet",
+        help="prepare_*_pure: the form the rows are read from",
     )
     parser.add_argument(
         "--s3", choices=S3_MODES, default="mock", help="staged and collect_s3: see S3_MODES"

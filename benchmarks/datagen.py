@@ -15,6 +15,7 @@ the size the issue reports for the reference's data (135 MiB for 50,000 lines).
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,6 +100,46 @@ def write_simplecot(path: Path, n_rows: int) -> Path:
     writer.close()
     tmp.rename(path)
     return path
+
+
+SOURCE_FORMATS = ("parquet", "csv", "jsonl", "hf")
+"""The forms the prepare cases read the same rows from (``hf``: a saved ``datasets.Dataset``,
+memory-mapped when loaded, as ``load_dataset`` gives it)."""
+
+
+def simplecot_as(parquet: Path, fmt: str) -> Path:
+    """Where the rows of ``parquet`` are kept in ``fmt``."""
+    return parquet if fmt == "parquet" else parquet.with_suffix(f".{fmt}")
+
+
+def write_simplecot_as(parquet: Path, fmt: str) -> Path:
+    """Write the rows of ``parquet`` again in ``fmt`` (a batch at a time; for ``hf`` through
+    ``datasets``' own Parquet reader), beside it."""
+    import pyarrow.csv as pa_csv
+
+    target = simplecot_as(parquet, fmt)
+    tmp = target.with_name(target.name + ".tmp")
+    if fmt == "hf":
+        import datasets
+
+        with tempfile.TemporaryDirectory(dir=parquet.parent) as cache:
+            dataset = datasets.Dataset.from_parquet(str(parquet), cache_dir=cache)
+            dataset.save_to_disk(str(tmp))
+    else:
+        batches = pq.ParquetFile(parquet).iter_batches(BATCH_ROWS)
+        if fmt == "csv":  # quoted cells, newlines inside them as they are
+            with pa_csv.CSVWriter(tmp, pq.read_schema(parquet)) as writer:
+                for batch in batches:
+                    writer.write_batch(batch)
+        elif fmt == "jsonl":
+            with open(tmp, "w", encoding="utf-8") as out:
+                for batch in batches:
+                    for row in batch.to_pylist():
+                        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        else:
+            raise ValueError(f"unknown format {fmt!r}: one of {SOURCE_FORMATS}")
+    tmp.rename(target)
+    return target
 
 
 SYSTEM_PROMPT = (
