@@ -116,6 +116,7 @@ def prepared_summary(prepared: Any, request_bytes: int) -> dict[str, Any]:
 # Functions whose time is reported as a breakdown of the prepare stage: (owner, name).
 BREAKDOWN = {
     "convert": (sources, "_convert_to_parquet"),  # a big CSV or JSONL file, once
+    "open_dataset": (sources, "_from_hf_dataset"),  # a selection's flatten_indices
     "read": (sources.ParquetSource, "read_raw"),
     "check_rows": (validation.ValueChecks, "add"),
     "lengths": (prompts.PromptTemplate, "arrow_lengths"),
@@ -451,12 +452,14 @@ def simplecot_path(data_dir: Path, size: int, fmt: str = "parquet") -> Path:
 
 def simplecot_rows(args: argparse.Namespace, size: int) -> Any:
     """The rows in ``--source-format``, as a user hands them to a run: a path, or for ``hf``
-    the dataset ``datasets.load_from_disk`` gives (memory-mapped)."""
+    the dataset ``datasets.load_from_disk`` gives (memory-mapped), shuffled for
+    ``hf-shuffled`` (an indices mapping over the same table)."""
     path = simplecot_path(args.data_dir, size, args.source_format)
-    if args.source_format == "hf":
+    if args.source_format.startswith("hf"):
         import datasets
 
-        return datasets.load_from_disk(str(path))
+        dataset = datasets.load_from_disk(str(path))
+        return dataset.shuffle(seed=datagen.SEED) if "shuffled" in args.source_format else dataset
     return str(path)
 
 

@@ -102,14 +102,17 @@ def write_simplecot(path: Path, n_rows: int) -> Path:
     return path
 
 
-SOURCE_FORMATS = ("parquet", "csv", "jsonl", "hf")
+SOURCE_FORMATS = ("parquet", "csv", "jsonl", "hf", "hf-shuffled")
 """The forms the prepare cases read the same rows from (``hf``: a saved ``datasets.Dataset``,
-memory-mapped when loaded, as ``load_dataset`` gives it)."""
+memory-mapped when loaded, as ``load_dataset`` gives it; ``hf-shuffled``: the same after
+``shuffle()``, a selection of its rows)."""
 
 
 def simplecot_as(parquet: Path, fmt: str) -> Path:
     """Where the rows of ``parquet`` are kept in ``fmt``."""
-    return parquet if fmt == "parquet" else parquet.with_suffix(f".{fmt}")
+    if fmt == "parquet":
+        return parquet
+    return parquet.with_suffix(".hf" if fmt.startswith("hf") else f".{fmt}")
 
 
 def write_simplecot_as(parquet: Path, fmt: str) -> Path:
@@ -119,7 +122,7 @@ def write_simplecot_as(parquet: Path, fmt: str) -> Path:
 
     target = simplecot_as(parquet, fmt)
     tmp = target.with_name(target.name + ".tmp")
-    if fmt == "hf":
+    if fmt.startswith("hf"):
         import datasets
 
         with tempfile.TemporaryDirectory(dir=parquet.parent) as cache:

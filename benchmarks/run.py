@@ -35,10 +35,10 @@ FULL: list[tuple[str, int, tuple[str, ...]]] = [
     ("prepare_text_pure", 2_200_000, ()),
     ("prepare_embed_pure", 200_000, ()),
     ("prepare_embed_pure", 2_200_000, ()),
-    # the same rows as CSV, JSONL and a Hugging Face dataset: streamed alike
+    # the same rows as CSV, JSONL and a Hugging Face dataset (also shuffled): streamed alike
     *[
         ("prepare_text_pure", size, ("--source-format", fmt))
-        for fmt in ("csv", "jsonl", "hf")
+        for fmt in ("csv", "jsonl", "hf", "hf-shuffled")
         for size in (200_000, 2_200_000)
     ],
     ("prepare_text_staged", 200_000, ()),
@@ -66,7 +66,10 @@ FULL: list[tuple[str, int, tuple[str, ...]]] = [
 SMOKE: list[tuple[str, int, tuple[str, ...]]] = [
     ("prepare_text_pure", 2_000, ()),
     ("prepare_embed_pure", 2_000, ()),
-    *[("prepare_text_pure", 2_000, ("--source-format", fmt)) for fmt in ("csv", "jsonl", "hf")],
+    *[
+        ("prepare_text_pure", 2_000, ("--source-format", fmt))
+        for fmt in ("csv", "jsonl", "hf", "hf-shuffled")
+    ],
     ("prepare_text_staged", 2_000, ()),
     ("prepare_text_staged", 2_000, ("--s3", "process")),
     ("prepare_embed_staged", 2_000, ()),
@@ -91,6 +94,7 @@ MEMORY_RISE = {
     "csv": "rss_rise_mib",
     "jsonl": "rss_rise_mib",
     "hf": "anon_rise_mib",
+    "hf-shuffled": "anon_rise_mib",
 }
 
 # The reference implementation's figures and the goals of issue 5.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -68,6 +69,38 @@ def test_hugging_face_dataset_object(frame: pd.DataFrame) -> None:
     ds = datasets.Dataset.from_pandas(frame)
     rows = load_rows(ds, max_records_total=2)
     assert list(rows["topic"]) == ["cats", "dogs"]
+
+
+@pytest.mark.parametrize("on_disk", [True, False])
+def test_a_shuffled_or_filtered_dataset_is_read_in_its_own_order(
+    tmp_path: Path, on_disk: bool
+) -> None:
+    import gc
+
+    import datasets
+
+    numbers = pd.DataFrame({"text": [f"row {i}" for i in range(3000)], "n": range(3000)})
+    ds = datasets.Dataset.from_pandas(numbers)
+    if on_disk:  # as load_dataset gives it: memory-mapped cache files
+        ds.save_to_disk(str(tmp_path / "saved"))
+        ds = datasets.load_from_disk(str(tmp_path / "saved"))
+    picked = ds.shuffle(seed=3).filter(lambda row: row["n"] % 3 != 0)
+    expected = [f"row {n}" for n in picked["n"]]
+    assert expected != sorted(expected, key=lambda t: int(t.split()[1]))  # really shuffled
+
+    def copies() -> set[Path]:
+        return set(Path(tempfile.gettempdir()).glob("bedrock-batch-*/rows.arrow"))
+
+    before = copies()
+    source = open_source(picked, max_records_total=1500)
+    assert source.num_rows == 1500
+    assert list(source.read(0, 1500)["text"]) == expected[:1500]
+    assert list(source.take([1499, 0])["text"]) == [expected[1499], expected[0]]
+    made = copies() - before
+    assert len(made) == (1 if on_disk else 0)  # the selection, written once, in order
+    del source
+    gc.collect()
+    assert not any(p.exists() for p in made)  # and gone with its source
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import contextlib
 import functools
 import os
 import queue
+import shutil
 import tempfile
 import threading
 import weakref
@@ -206,7 +207,8 @@ class TableSource(RowSource):
     """An Arrow table (a Hugging Face dataset's memory-mapped table, or a small file read
     whole): reads are zero-copy slices turned into DataFrames."""
 
-    def __init__(self, table: pa.Table, limit: int | None = None) -> None:
+    def __init__(self, table: pa.Table, limit: int | None = None, *, keep: Any = None) -> None:
+        self._keep = keep  # what must live as long as the source (a temporary file)
         self._table = table if limit is None else table.slice(0, limit)
         self.columns = list(self._table.column_names)
         self.num_rows = self._table.num_rows
@@ -505,6 +507,15 @@ class _TempFile:
         self._finalizer = weakref.finalize(self, _unlink, self.name)
 
 
+class _TempDir:
+    """A temporary folder deleted (with what it holds) when the source that holds it is
+    collected."""
+
+    def __init__(self) -> None:
+        self.name = tempfile.mkdtemp(prefix="bedrock-batch-")
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self.name, ignore_errors=True)
+
+
 def _unlink(path: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
@@ -645,11 +656,24 @@ def _is_hf_dataset(data: Any) -> bool:
 
 
 def _from_hf_dataset(data: Any, limit: int | None) -> RowSource:
+    """The dataset's memory-mapped Arrow table, read in place.  A dataset that is a
+    selection of its table's rows (``shuffle``, ``filter``, ``select``,
+    ``train_test_split``: an indices mapping) is first written out in its own order by
+    ``datasets``' ``flatten_indices``, a batch at a time, to a temporary file; taking the
+    selection from the table whole held it all in memory (2.9 GiB for 2.2 million shuffled
+    SimpleCoT rows, against 8 MiB this way)."""
     if limit is not None and limit < len(data):
         data = data.select(range(limit))
+    keep = None
+    if getattr(data, "_indices", None) is not None:
+        if data.cache_files:  # on disk: so is the flattened copy
+            keep = _TempDir()
+            data = data.flatten_indices(cache_file_name=os.path.join(keep.name, "rows.arrow"))
+        else:  # in memory already: so is the copy
+            data = data.flatten_indices(keep_in_memory=True)
     table = data.with_format("arrow")[:]  # the memory-mapped table (a view, not a copy)
     assert isinstance(table, pa.Table)
-    return TableSource(table)
+    return TableSource(table, keep=keep)
 
 
 def _from_hf_id(spec: str, hf_split: str | None, limit: int | None) -> RowSource:
