@@ -198,3 +198,42 @@ def test_a_parquet_file_is_checked_with_the_same_messages(tmp_path: Path) -> Non
     ok = BatchRun(str(path), CLAUDE, "About {n}: {topic}", max_records_total=3)
     with pytest.raises(BatchInputError, match="Only 3 row"):
         ok.validate()
+
+
+@pytest.mark.parametrize("dtype", [object, "string"])
+def test_a_frame_of_text_checks_and_builds_as_its_parquet_file(
+    tmp_path: Path, dtype: object
+) -> None:
+    # Python strings in object columns (pandas' default before 3.0) or a string dtype:
+    # read as Arrow once per batch, they must give what the same rows in a file give.
+    df = pd.DataFrame(
+        {
+            "topic": [f'topic "{i}"\nä\t✓' for i in range(150)],
+            "mood": ["calm", "  ", None] * 50,
+        },
+        index=pd.Index([f"id{i}" for i in range(150)], name="key"),
+    ).astype(dtype)
+    path = tmp_path / "rows.parquet"
+    df.to_parquet(path)
+    prompt = "Joke about {topic}, {mood}"
+    from_frame = problems_of(BatchRun(df, CLAUDE, prompt))
+    assert "Column 'mood' is empty or null in 100 row(s): 'id1', 'id2', 'id4'" in from_frame
+    assert from_frame == problems_of(BatchRun(str(path), CLAUDE, prompt))
+
+    df["mood"] = "calm"
+    df.to_parquet(path)
+    runs = [BatchRun(data, CLAUDE, prompt) for data in (df, str(path))]
+    for run in runs:
+        run.validate()
+    bodies = [run.record_body(range(150)) for run in runs]
+    assert bodies[0] == bodies[1]
+    assert b'topic \\"7\\"\\n\xc3\xa4\\t\xe2\x9c\x93, calm' in bodies[0]
+
+
+def test_a_frame_column_of_numbers_or_mixed_values_reads_as_python_prints_them() -> None:
+    df = pd.DataFrame({"n": [1.5, 2.0, 1e20] * 50, "mixed": ["x", 2, None] * 50}, dtype=object)
+    df["mixed"] = df["mixed"].fillna("none")
+    run = BatchRun(df, CLAUDE, "{n} and {mixed}")
+    run.validate()
+    body = run.record_body(range(3)).decode()
+    assert "1.5 and x" in body and "2.0 and 2" in body and "1e+20 and none" in body

@@ -32,6 +32,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from .errors import BatchInputError
+from .prompts import TEXT_TYPES
 
 FORMATS = {
     ".csv": "csv",
@@ -183,6 +184,31 @@ class FrameSource(RowSource):
     def read(self, start: int, stop: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
         rows: pd.DataFrame = self._cols(columns).iloc[start:stop]
         return rows
+
+    def read_raw(
+        self, start: int, stop: int, columns: Sequence[str] | None = None
+    ) -> pd.DataFrame | pa.Table:
+        """The rows as an Arrow table when every column holds text (``str`` values or a
+        string dtype), converted once for the checks, the lengths and the rendering alike
+        (with ``str`` in object columns, pandas' default before 3.0, each step went through
+        Python objects: 200,000 SimpleCoT rows prepared in 2.2 s instead of 0.6); the
+        DataFrame itself otherwise (numbers, dates, mixed values: Python prints them)."""
+        rows = self.read(start, stop, columns)
+        if rows.columns.has_duplicates:
+            return rows
+        arrays = []
+        for name in rows.columns:
+            column = rows[name]
+            if not pd.api.types.is_string_dtype(column.dtype):
+                return rows
+            try:
+                array = pa.array(column, from_pandas=True)
+            except (pa.ArrowException, UnicodeError, TypeError, ValueError):
+                return rows  # not all text (or a lone surrogate): as pandas holds it
+            if array.type not in TEXT_TYPES:
+                return rows
+            arrays.append(array)
+        return pa.Table.from_arrays(arrays, names=[str(c) for c in rows.columns])
 
     def take(self, positions: Sequence[int], columns: Sequence[str] | None = None) -> pd.DataFrame:
         rows: pd.DataFrame = self._cols(columns).iloc[list(positions)]
