@@ -102,15 +102,17 @@ def write_simplecot(path: Path, n_rows: int) -> Path:
     return path
 
 
-SOURCE_FORMATS = ("parquet", "csv", "jsonl", "hf", "hf-shuffled")
-"""The forms the prepare cases read the same rows from (``hf``: a saved ``datasets.Dataset``,
+SOURCE_FORMATS = ("parquet", "frame", "frame-object", "csv", "jsonl", "hf", "hf-shuffled")
+"""The forms the prepare cases read the same rows from (``frame``: a DataFrame, read from the
+Parquet file, with pandas' own string dtype; ``frame-object``: Python strings in object
+columns, as pandas before 3.0 reads them; ``hf``: a saved ``datasets.Dataset``,
 memory-mapped when loaded, as ``load_dataset`` gives it; ``hf-shuffled``: the same after
 ``shuffle()``, a selection of its rows)."""
 
 
 def simplecot_as(parquet: Path, fmt: str) -> Path:
     """Where the rows of ``parquet`` are kept in ``fmt``."""
-    if fmt == "parquet":
+    if fmt == "parquet" or fmt.startswith("frame"):
         return parquet
     return parquet.with_suffix(".hf" if fmt.startswith("hf") else f".{fmt}")
 

@@ -35,10 +35,10 @@ FULL: list[tuple[str, int, tuple[str, ...]]] = [
     ("prepare_text_pure", 2_200_000, ()),
     ("prepare_embed_pure", 200_000, ()),
     ("prepare_embed_pure", 2_200_000, ()),
-    # the same rows as CSV, JSONL and a Hugging Face dataset (also shuffled): streamed alike
+    # the same rows as a DataFrame, CSV, JSONL, a Hugging Face dataset: streamed alike
     *[
         ("prepare_text_pure", size, ("--source-format", fmt))
-        for fmt in ("csv", "jsonl", "hf", "hf-shuffled")
+        for fmt in ("frame", "frame-object", "csv", "jsonl", "hf", "hf-shuffled")
         for size in (200_000, 2_200_000)
     ],
     ("prepare_text_staged", 200_000, ()),
@@ -68,7 +68,7 @@ SMOKE: list[tuple[str, int, tuple[str, ...]]] = [
     ("prepare_embed_pure", 2_000, ()),
     *[
         ("prepare_text_pure", 2_000, ("--source-format", fmt))
-        for fmt in ("csv", "jsonl", "hf", "hf-shuffled")
+        for fmt in ("frame", "frame-object", "csv", "jsonl", "hf", "hf-shuffled")
     ],
     ("prepare_text_staged", 2_000, ()),
     ("prepare_text_staged", 2_000, ("--s3", "process")),
@@ -91,6 +91,8 @@ SMOKE: list[tuple[str, int, tuple[str, ...]]] = [
 # them at will; what the run itself holds is the anonymous part (``cases.anon_mib``).
 MEMORY_RISE = {
     "parquet": "rss_rise_mib",
+    "frame": "rss_rise_mib",
+    "frame-object": "rss_rise_mib",
     "csv": "rss_rise_mib",
     "jsonl": "rss_rise_mib",
     "hf": "anon_rise_mib",
