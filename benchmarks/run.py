@@ -1,6 +1,6 @@
 """Run the benchmarks: every case in a fresh process, several times, medians reported.
 
-    python benchmarks/run.py                 # everything (make bench); 10-20 minutes
+    python benchmarks/run.py                 # everything (make bench); 20-25 minutes
     python benchmarks/run.py --smoke         # every case once at a tiny size (CI)
     python benchmarks/run.py --only collect_pure:50000 --repeats 5
     python benchmarks/run.py --output results.jsonl --data-dir ~/.cache/bench-data
