@@ -6,7 +6,9 @@ and its rows read a record batch at a time as small DataFrames (``batches``, ``r
 ``take``), so that a run never holds the whole dataset.  Parquet is read with pyarrow's
 batch reader straight from the file; CSV and JSONL files over ``STREAM_MIN_BYTES`` are
 converted once, a block at a time, to a local Parquet file; an ``s3://`` object is first
-downloaded to a local file; a Hugging Face dataset is its own memory-mapped Arrow table.
+downloaded to a local file; a Hugging Face dataset is its own memory-mapped Arrow table
+(one that selects rows of it is first written out in its order); a DataFrame is sliced in
+place, its text columns handed on as Arrow.
 """
 
 from __future__ import annotations
