@@ -219,6 +219,25 @@ def test_csv_cells_may_span_lines(
     assert list(rows["n"]) == list(range(len(texts)))
 
 
+def test_a_jsonl_key_first_met_far_down_becomes_a_column(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    monkeypatch.setattr(sources, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(sources, "STREAM_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(sources, "STREAM_SAMPLE_BYTES", 8192)
+    path = tmp_path / "late.jsonl"
+    with path.open("w") as f:
+        for i in range(3000):
+            f.write(json.dumps({"topic": f"t{i}", **({"note": f"n{i}"} if i > 2000 else {})}))
+            f.write("\n")
+    rows = open_source(path).frame()
+    assert list(rows.columns) == ["topic", "note"]
+    assert rows["note"].iloc[:2001].isna().all()
+    assert list(rows["note"].iloc[2001:]) == [f"n{i}" for i in range(2001, 3000)]
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
 def test_a_row_bigger_than_a_read_block_is_converted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str

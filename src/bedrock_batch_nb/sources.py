@@ -607,21 +607,29 @@ def _from_file(path: str, fmt: str, name: str, limit: int | None, keep: Any = No
 def _convert_to_parquet(path: str, fmt: str, target: str) -> None:
     """Write a big CSV/JSONL file as Parquet a block at a time (bounded memory).
 
-    Column types come from the file's first ``STREAM_SAMPLE_BYTES``; when a later block does
-    not fit them (a column of numbers with text further down), CSV columns are read again
-    as text."""
-    for block_size in (STREAM_BLOCK_BYTES, max(STREAM_BLOCK_BYTES, STREAM_SAMPLE_BYTES)):
+    Column types come from the file's first ``STREAM_SAMPLE_BYTES``.  When a later block
+    does not fit them, CSV columns are read again as text (a column of numbers with text
+    further down), and a JSONL file (a key first met further down) is read whole by Arrow,
+    which reconciles its blocks: its memory is then the file's.  A row bigger than a block
+    is read again in blocks of ``STREAM_SAMPLE_BYTES``."""
+    block_size = STREAM_BLOCK_BYTES
+    while True:
         try:
             try:
                 _stream_to_parquet(path, fmt, target, block_size, as_text=False)
             except pa.ArrowInvalid as exc:
-                if fmt == "jsonl" or _row_too_big(exc):
+                if _row_too_big(exc):
                     raise
-                _stream_to_parquet(path, fmt, target, block_size, as_text=True)
+                if fmt == "jsonl":
+                    table = pa_json.read_json(path)
+                    pq.write_table(table, target, row_group_size=BATCH_ROWS, compression="none")
+                else:
+                    _stream_to_parquet(path, fmt, target, block_size, as_text=True)
             return
         except pa.ArrowInvalid as exc:
             if not _row_too_big(exc) or block_size >= STREAM_SAMPLE_BYTES:
                 raise
+            block_size = STREAM_SAMPLE_BYTES
 
 
 def _row_too_big(exc: pa.ArrowInvalid) -> bool:
