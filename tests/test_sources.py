@@ -177,12 +177,19 @@ def test_parquet_reads_in_any_order_and_by_position(
     assert list(picked.index) == ["id899", "id3", "id450", "id4", "id3"]
 
 
+def convert_in_small_blocks(
+    monkeypatch: pytest.MonkeyPatch, block: int = 4096, sample: int = 8192
+) -> None:
+    """Convert even a small CSV or JSONL file, in small blocks, with a small type sample."""
+    monkeypatch.setattr(sources, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(sources, "STREAM_BLOCK_BYTES", block)
+    monkeypatch.setattr(sources, "STREAM_SAMPLE_BYTES", sample)
+
+
 def test_big_csv_and_jsonl_are_converted_a_block_at_a_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sources, "STREAM_MIN_BYTES", 0)
-    monkeypatch.setattr(sources, "STREAM_BLOCK_BYTES", 4096)
-    monkeypatch.setattr(sources, "STREAM_SAMPLE_BYTES", 8192)
+    convert_in_small_blocks(monkeypatch)
     monkeypatch.setattr(sources, "STREAM_GROUP_BYTES", 40_000)
     # numbers for the first rows, then text: the sample's types do not fit the rest
     values = [str(i) for i in range(3000)] + ["many"] * 10
@@ -208,8 +215,7 @@ def test_csv_cells_may_span_lines(
     # Prompts and documents hold newlines: spreadsheets and pandas quote such cells.  The
     # file is bigger than Arrow's 1 MiB read block, so a block may end inside a cell.
     if streamed:
-        monkeypatch.setattr(sources, "STREAM_MIN_BYTES", 0)
-        monkeypatch.setattr(sources, "STREAM_BLOCK_BYTES", 64 * 1024)
+        convert_in_small_blocks(monkeypatch, block=64 * 1024, sample=sources.STREAM_SAMPLE_BYTES)
     texts = ["\n".join(f'line {j} of {i}, "quoted"' for j in range(5)) for i in range(12_000)]
     frame = pd.DataFrame({"text": texts, "n": range(len(texts))})
     path = tmp_path / "multiline.csv"
@@ -225,9 +231,7 @@ def test_a_jsonl_key_first_met_far_down_becomes_a_column(
 ) -> None:
     import json
 
-    monkeypatch.setattr(sources, "STREAM_MIN_BYTES", 0)
-    monkeypatch.setattr(sources, "STREAM_BLOCK_BYTES", 4096)
-    monkeypatch.setattr(sources, "STREAM_SAMPLE_BYTES", 8192)
+    convert_in_small_blocks(monkeypatch)
     path = tmp_path / "late.jsonl"
     with path.open("w") as f:
         for i in range(3000):
@@ -243,9 +247,7 @@ def test_a_jsonl_key_first_met_far_down_becomes_a_column(
 def test_a_row_bigger_than_a_read_block_is_converted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
 ) -> None:
-    monkeypatch.setattr(sources, "STREAM_MIN_BYTES", 0)
-    monkeypatch.setattr(sources, "STREAM_BLOCK_BYTES", 4096)
-    monkeypatch.setattr(sources, "STREAM_SAMPLE_BYTES", 65536)
+    convert_in_small_blocks(monkeypatch, sample=65536)
     texts = [f"row {i}" for i in range(2000)]
     texts[1500] = "a long document, " * 1000  # 17 KB: over the block, within the sample
     frame = pd.DataFrame({"text": texts})
