@@ -116,7 +116,7 @@ def prepared_summary(prepared: Any, request_bytes: int) -> dict[str, Any]:
 # Functions whose time is reported as a breakdown of the prepare stage: (owner, name).
 BREAKDOWN = {
     "convert": (sources, "_convert_to_parquet"),  # a big CSV or JSONL file, once
-    "open_dataset": (sources, "_from_hf_dataset"),  # a selection's flatten_indices
+    "gather_selection": (sources, "_write_selection"),  # a shuffled dataset's rows, once
     "read": (sources.ParquetSource, "read_raw"),
     "check_rows": (validation.ValueChecks, "add"),
     "lengths": (prompts.PromptTemplate, "arrow_lengths"),

@@ -237,3 +237,15 @@ def test_a_frame_column_of_numbers_or_mixed_values_reads_as_python_prints_them()
     run.validate()
     body = run.record_body(range(3)).decode()
     assert "1.5 and x" in body and "2.0 and 2" in body and "1e+20 and none" in body
+
+
+def test_a_shuffled_dataset_builds_the_records_of_its_own_order() -> None:
+    import datasets
+
+    ds = datasets.Dataset.from_pandas(topics(300)).shuffle(seed=5)
+    in_order = pd.DataFrame({"topic": ds["topic"], "input_text": ds["input_text"]})
+    runs = [BatchRun(data, CLAUDE, "Joke about {topic}") for data in (ds, in_order)]
+    assert runs[0].preview(2)["prompt"].tolist() == [f"Joke about {t}" for t in ds["topic"][:2]]
+    for run in runs:
+        run.validate()
+    assert runs[0].record_body(range(300)) == runs[1].record_body(range(300))

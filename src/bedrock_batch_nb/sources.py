@@ -696,28 +696,75 @@ def _is_hf_dataset(data: Any) -> bool:
 
 
 def _from_hf_dataset(data: Any, limit: int | None) -> RowSource:
-    """The dataset's memory-mapped Arrow table, read in place.  A dataset that is a
-    selection of its table's rows (``shuffle``, ``filter``, ``select``,
-    ``train_test_split``: an indices mapping) is first written out in its own order, a
-    batch at a time, to a temporary Arrow file (:func:`_write_selection`); taking the
-    selection from the table whole held it all in memory (2.9 GiB for 2.2 million shuffled
-    SimpleCoT rows)."""
+    """The dataset's memory-mapped Arrow table, read in place; a dataset that is a
+    selection of its table's rows: a :class:`SelectionSource`."""
     if limit is not None and limit < len(data):
         data = data.select(range(limit))
-    indices = getattr(data, "_indices", None)
-    backing = getattr(getattr(data, "data", None), "table", None)
-    if indices is None:
-        table = data.with_format("arrow")[:]  # the memory-mapped table (a view, not a copy)
-        assert isinstance(table, pa.Table)
-        return TableSource(table)
-    keep = _TempDir()
-    path = os.path.join(keep.name, "rows.arrow")
-    if isinstance(backing, pa.Table) and indices.num_columns == 1:
-        _write_selection(backing, indices.column(0), path)
-        table = pa.ipc.open_file(pa.memory_map(path)).read_all()
-    else:  # (not the datasets this was written for: its own, slower way)
-        table = data.flatten_indices(cache_file_name=path).with_format("arrow")[:]
-    return TableSource(table, keep=keep)
+    if getattr(data, "_indices", None) is not None:
+        return SelectionSource(data)
+    table = data.with_format("arrow")[:]  # the memory-mapped table (a view, not a copy)
+    assert isinstance(table, pa.Table)
+    return TableSource(table)
+
+
+class SelectionSource(RowSource):
+    """A Hugging Face dataset that selects rows of its table (after ``shuffle``,
+    ``filter``, ``select``, ``train_test_split``: an indices mapping).
+
+    A few rows (a preview's, a retry's) are read through ``datasets``' own indexing.  The
+    first bigger read writes the whole selection out in its order, a batch at a time, to a
+    temporary Arrow file (:func:`_write_selection`), which every read after comes from:
+    taking the selection from the table whole held it all in memory (2.9 GiB for 2.2
+    million shuffled SimpleCoT rows)."""
+
+    FEW_ROWS = 1_000
+
+    def __init__(self, dataset: Any) -> None:
+        self._dataset = dataset.with_format("arrow")
+        self.columns = list(dataset.column_names)
+        self.num_rows = len(dataset)
+        self._written: TableSource | None = None
+        self._lock = threading.Lock()
+
+    def _select(self, columns: Sequence[str] | None) -> Any:
+        if columns is None:
+            return self._dataset
+        return self._dataset.select_columns([c for c in self.columns if c in columns])
+
+    def _whole(self) -> TableSource:
+        with self._lock:
+            if self._written is None:
+                keep = _TempDir()
+                path = os.path.join(keep.name, "rows.arrow")
+                data = self._dataset
+                backing = getattr(getattr(data, "data", None), "table", None)
+                if isinstance(backing, pa.Table) and data._indices.num_columns == 1:
+                    _write_selection(backing, data._indices.column(0), path)
+                    table = pa.ipc.open_file(pa.memory_map(path)).read_all()
+                else:  # (not the datasets this was written for: its own, slower way)
+                    table = data.flatten_indices(cache_file_name=path)[:]
+                self._written = TableSource(table, keep=keep)
+            return self._written
+
+    def read(self, start: int, stop: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        return self.labelled(self.read_raw(start, stop, columns), start)
+
+    def read_raw(self, start: int, stop: int, columns: Sequence[str] | None = None) -> pa.Table:
+        stop = max(start, min(stop, self.num_rows))
+        if self._written is None and stop - start <= self.FEW_ROWS:
+            rows: pa.Table = self._select(columns)[start:stop]
+            return rows.combine_chunks()
+        return self._whole().read_raw(start, stop, columns)
+
+    def take(self, positions: Sequence[int], columns: Sequence[str] | None = None) -> pd.DataFrame:
+        picked = [int(p) for p in positions]
+        if self._written is None and len(picked) <= self.FEW_ROWS:
+            rows = self._select(columns)[picked] if picked else self.read_raw(0, 0, columns)
+            return _to_pandas(rows, pd.Index(picked))
+        return self._whole().take(picked, columns)
+
+    def _write_parquet(self, path: str) -> None:
+        self._whole()._write_parquet(path)
 
 
 def _write_selection(table: pa.Table, indices: pa.ChunkedArray, path: str) -> None:
