@@ -203,10 +203,10 @@ def test_big_csv_and_jsonl_are_converted_a_block_at_a_time(
     csv = tmp_path / "big.csv"
     frame.to_csv(csv, index=False)
     source = open_source(csv)
-    assert isinstance(source, sources.ParquetSource)
     assert source.num_rows == len(values)
     assert list(source.read(2999, 3010)["count"].astype(str)) == values[2999:]
-    groups = pq.ParquetFile(source.path).metadata.num_row_groups
+    with source.parquet_file() as converted:
+        groups = pq.ParquetFile(converted).metadata.num_row_groups
     assert 1 < groups < 4  # blocks (about 10) gathered into row groups
     jsonl = tmp_path / "big.jsonl"
     frame.to_json(jsonl, orient="records", lines=True)
@@ -230,6 +230,35 @@ def test_csv_cells_may_span_lines(
     rows = load_rows(path)
     assert list(rows["text"]) == texts
     assert list(rows["n"]) == list(range(len(texts)))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_big_file_is_previewed_without_being_converted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    convert_in_small_blocks(monkeypatch)
+    conversions: list[str] = []
+    convert = sources._convert_to_parquet
+
+    def counted(path: str, fmt: str, target: str) -> None:
+        conversions.append(path)
+        convert(path, fmt, target)
+
+    monkeypatch.setattr(sources, "_convert_to_parquet", counted)
+    frame = pd.DataFrame({"topic": [f"t{i}" for i in range(3000)], "n": range(3000)})
+    path = tmp_path / f"big{suffix}"
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_json(path, orient="records", lines=True)
+    source = open_source(path)
+    head = source.head(4, ["topic"])
+    assert list(head.columns) == ["topic"] and list(head["topic"]) == ["t0", "t1", "t2", "t3"]
+    assert conversions == []
+    assert source.num_rows == 3000  # more than a preview: converted, once
+    assert list(source.read(2998, 3000)["n"]) == [2998, 2999]
+    assert list(source.head(2)["topic"]) == ["t0", "t1"]
+    assert conversions == [str(path)]
 
 
 def test_a_jsonl_key_first_met_far_down_becomes_a_column(
@@ -262,9 +291,7 @@ def test_a_row_bigger_than_a_read_block_is_converted(
         frame.to_csv(path, index=False)
     else:
         frame.to_json(path, orient="records", lines=True)
-    source = open_source(path)
-    assert isinstance(source, sources.ParquetSource)
-    assert list(source.frame()["text"]) == texts
+    assert list(open_source(path).frame()["text"]) == texts
 
 
 @pytest.mark.parametrize("kind", ["frame", "parquet", "hf"])

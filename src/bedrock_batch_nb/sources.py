@@ -6,7 +6,8 @@ and its rows read a record batch at a time as small DataFrames (``batches``, ``r
 ``take``), so that a run never holds the whole dataset.  Parquet is read with pyarrow's
 batch reader straight from the file; CSV and JSONL files over ``STREAM_MIN_BYTES`` are
 converted once, a block at a time, to a local Parquet file; an ``s3://`` object is first
-downloaded to a local file; a Hugging Face dataset is its own memory-mapped Arrow table
+downloaded to a local file (a preview of a big CSV or JSONL file reads only its start:
+:class:`DeferredSource`); a Hugging Face dataset is its own memory-mapped Arrow table
 (one that selects rows of it is first written out in its order); a DataFrame is sliced in
 place, its text columns handed on as Arrow.
 """
@@ -505,15 +506,42 @@ def open_source(
     if data.startswith("hf://"):
         return _from_hf_id(data[len("hf://") :], hf_split, limit)
     if data.startswith("s3://"):
-        parse_s3_uri(data)
-        fmt = _format_of(data)
-        local = _download(data, s3_client)
-        return _from_file(local.name, fmt, data, limit, keep=local)
+        uri = data
+        bucket, key = parse_s3_uri(uri)
+        fmt = _format_of(uri)
+        if s3_client is None:
+            import boto3
+
+            s3_client = boto3.client("s3")
+        size = _s3_size(s3_client, uri)
+
+        def download() -> RowSource:
+            local = _download(uri, s3_client)
+            return _from_file(local.name, fmt, uri, limit, keep=local)
+
+        if fmt == "parquet" or _compressed(uri) or size < STREAM_MIN_BYTES:
+            return download()
+
+        def first_bytes() -> tuple[bytes, bool]:
+            end = min(size, STREAM_SAMPLE_BYTES) - 1
+            body = s3_client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{end}")["Body"]
+            return body.read(), size > end + 1
+
+        return DeferredSource(first_bytes, fmt, download)
     fmt = _format_of(data)
     path = Path(data).expanduser()
     if not path.is_file():
         raise BatchInputError(f"No such file: {data}")
-    return _from_file(str(path), fmt, data, limit)
+    name = data
+    local_path = str(path)
+    if fmt == "parquet" or path.stat().st_size < STREAM_MIN_BYTES:
+        return _from_file(local_path, fmt, name, limit)
+
+    def local_first_bytes() -> tuple[bytes, bool]:
+        with pa.input_stream(local_path, compression="detect") as stream:
+            return stream.read(STREAM_SAMPLE_BYTES), bool(stream.read(1))
+
+    return DeferredSource(local_first_bytes, fmt, lambda: _from_file(local_path, fmt, name, limit))
 
 
 def load_rows(
@@ -565,6 +593,20 @@ def _download(uri: str, s3_client: Any) -> _TempFile:
     except Exception as exc:  # botocore ClientError: 404, 403, ...
         raise BatchInputError(f"Cannot read {uri}: {_short(exc)}") from exc
     return local
+
+
+def _s3_size(s3_client: Any, uri: str) -> int:
+    """The object's size (a HEAD request: a missing object or a refused read is said at
+    once, before anything is downloaded)."""
+    bucket, key = parse_s3_uri(uri)
+    try:
+        return int(s3_client.head_object(Bucket=bucket, Key=key)["ContentLength"])
+    except Exception as exc:  # botocore ClientError: 404, 403, ...
+        raise BatchInputError(f"Cannot read {uri}: {_short(exc)}") from exc
+
+
+def _compressed(name: str) -> bool:
+    return name.lower().endswith((".gz", ".bz2", ".zst"))
 
 
 def _format_of(name: str) -> str:
@@ -680,14 +722,99 @@ def _sample_schema(path: str, fmt: str) -> pa.Schema:
     with pa.input_stream(path, compression="detect") as stream:
         sample = stream.read(STREAM_SAMPLE_BYTES)
         more = bool(stream.read(1))
+    return _first_rows(sample, fmt, more=more).schema
+
+
+def _first_rows(sample: bytes, fmt: str, *, more: bool) -> pa.RecordBatch:
+    """The rows Arrow reads from ``sample``, the start of a CSV or JSONL file (``more``:
+    the file goes on after it), as one block."""
     # A block that is not the last ends at its last whole row (the rest is the next one's).
     options = {"block_size": max(len(sample) - more, 1)}
     source = pa.BufferReader(sample)
+    reader: Any
     if fmt == "jsonl":
-        return pa_json.open_json(source, read_options=pa_json.ReadOptions(**options)).schema
-    return pa_csv.open_csv(
-        source, read_options=pa_csv.ReadOptions(**options), **_csv_options(fmt)
-    ).schema
+        reader = pa_json.open_json(source, read_options=pa_json.ReadOptions(**options))
+    else:
+        reader = pa_csv.open_csv(
+            source, read_options=pa_csv.ReadOptions(**options), **_csv_options(fmt)
+        )
+    batch = reader.read_next_batch()
+    assert isinstance(batch, pa.RecordBatch)
+    return batch
+
+
+class DeferredSource(RowSource):
+    """A big CSV or JSONL file, or an ``s3://`` object, opened only when more than a
+    preview is read: :meth:`head` parses the first ``STREAM_SAMPLE_BYTES`` (a ranged read
+    of an S3 object); anything else opens the whole (downloads it, converts it) once and
+    reads from it.  A preview of a 2 GB file no longer waits for all of it."""
+
+    def __init__(
+        self,
+        first_bytes: Callable[[], tuple[bytes, bool]],
+        fmt: str,
+        open_whole: Callable[[], RowSource],
+    ) -> None:
+        self._first_bytes = first_bytes
+        self._fmt = fmt
+        self._open_whole = open_whole
+        self._whole_source: RowSource | None = None
+        self._lock = threading.Lock()
+
+    def _whole(self) -> RowSource:
+        with self._lock:
+            if self._whole_source is None:
+                self._whole_source = self._open_whole()
+            return self._whole_source
+
+    @property
+    def columns(self) -> list[str]:  # type: ignore[override]  # (read-only here)
+        return self._whole().columns
+
+    @property
+    def num_rows(self) -> int:  # type: ignore[override]
+        return self._whole().num_rows
+
+    @property
+    def index(self) -> pd.Index:
+        return self._whole().index
+
+    def head(self, n: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        if self._whole_source is None:
+            try:
+                sample, more = self._first_bytes()
+                rows = _first_rows(sample, self._fmt, more=more)
+            except (pa.ArrowException, OSError, ValueError):
+                rows = None  # the whole file's reading says what is wrong
+            if rows is not None and (rows.num_rows >= n or not more):
+                table = pa.Table.from_batches([rows]).slice(0, n)
+                if columns is not None:
+                    table = table.select([c for c in table.column_names if c in columns])
+                return _to_pandas(table, pd.RangeIndex(table.num_rows))
+        return self._whole().head(n, columns)
+
+    def read(self, start: int, stop: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        return self._whole().read(start, stop, columns)
+
+    def read_raw(
+        self, start: int, stop: int, columns: Sequence[str] | None = None
+    ) -> pd.DataFrame | pa.Table:
+        return self._whole().read_raw(start, stop, columns)
+
+    def take(self, positions: Sequence[int], columns: Sequence[str] | None = None) -> pd.DataFrame:
+        return self._whole().take(positions, columns)
+
+    def close(self) -> None:
+        if self._whole_source is not None:
+            self._whole_source.close()
+
+    def frame(self) -> pd.DataFrame:
+        return self._whole().frame()
+
+    @contextlib.contextmanager
+    def parquet_file(self) -> Iterator[str]:
+        with self._whole().parquet_file() as path:
+            yield path
 
 
 def _is_hf_dataset(data: Any) -> bool:

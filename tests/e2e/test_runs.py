@@ -172,6 +172,38 @@ def test_embedding_run_from_parquet_on_s3(aws: LocalBedrock) -> None:
     np.testing.assert_array_equal(np.array(back["embedding"].tolist()), vectors)
 
 
+def test_a_big_csv_on_s3_is_previewed_from_its_first_bytes(
+    aws: LocalBedrock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bedrock_batch_nb import sources
+
+    monkeypatch.setattr(sources, "STREAM_MIN_BYTES", 0)  # every CSV counts as big
+    downloads: list[str] = []
+    download = sources._download
+
+    def counted(uri: str, s3_client: Any) -> Any:
+        downloads.append(uri)
+        return download(uri, s3_client)
+
+    monkeypatch.setattr(sources, "_download", counted)
+    df = pd.DataFrame({"topic": [f"topic {i}\nwith a second line" for i in range(150)]})
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=aws.bucket, Key="inputs/t.csv", Body=df.to_csv(index=False).encode())
+    uri = f"s3://{aws.bucket}/inputs/t.csv"
+
+    run = BatchRun(uri, CLAUDE, "Joke about {topic}", max_records_per_job=100, **FAST)
+    preview = run.preview(3)
+    assert preview["prompt"].tolist() == [f"Joke about {t}" for t in df["topic"][:3]]
+    assert downloads == []  # a ranged read of its start, not the whole object
+    out = run.start().wait(timeout=120)
+    assert out["topic"].tolist() == df["topic"].tolist()
+    assert out["response"].notna().all()
+    assert downloads == [uri]
+
+    with pytest.raises(BatchInputError, match=r"Cannot read s3://.*/inputs/missing\.csv"):
+        BatchRun(f"s3://{aws.bucket}/inputs/missing.csv", CLAUDE, "{topic}").preview(3)
+
+
 @pytest.mark.parametrize(
     "model_id",
     [
