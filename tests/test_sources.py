@@ -254,6 +254,7 @@ def test_a_big_file_is_previewed_without_being_converted(
     source = open_source(path)
     head = source.head(4, ["topic"])
     assert list(head.columns) == ["topic"] and list(head["topic"]) == ["t0", "t1", "t2", "t3"]
+    assert len(open_source(path, max_records_total=2).head(4)) == 2
     assert conversions == []
     assert source.num_rows == 3000  # more than a preview: converted, once
     assert list(source.read(2998, 3000)["n"]) == [2998, 2999]

@@ -527,7 +527,7 @@ def open_source(
             body = s3_client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{end}")["Body"]
             return body.read(), size > end + 1
 
-        return DeferredSource(first_bytes, fmt, download)
+        return DeferredSource(first_bytes, fmt, download, limit)
     fmt = _format_of(data)
     path = Path(data).expanduser()
     if not path.is_file():
@@ -541,7 +541,9 @@ def open_source(
         with pa.input_stream(local_path, compression="detect") as stream:
             return stream.read(STREAM_SAMPLE_BYTES), bool(stream.read(1))
 
-    return DeferredSource(local_first_bytes, fmt, lambda: _from_file(local_path, fmt, name, limit))
+    return DeferredSource(
+        local_first_bytes, fmt, lambda: _from_file(local_path, fmt, name, limit), limit
+    )
 
 
 def load_rows(
@@ -754,7 +756,9 @@ class DeferredSource(RowSource):
         first_bytes: Callable[[], tuple[bytes, bool]],
         fmt: str,
         open_whole: Callable[[], RowSource],
+        limit: int | None = None,
     ) -> None:
+        self._limit = limit  # (max_records_total)
         self._first_bytes = first_bytes
         self._fmt = fmt
         self._open_whole = open_whole
@@ -780,6 +784,8 @@ class DeferredSource(RowSource):
         return self._whole().index
 
     def head(self, n: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        if self._limit is not None:
+            n = min(n, self._limit)
         if self._whole_source is None:
             try:
                 sample, more = self._first_bytes()
