@@ -763,12 +763,14 @@ class DeferredSource(RowSource):
         self._fmt = fmt
         self._open_whole = open_whole
         self._whole_source: RowSource | None = None
+        self._first: tuple[pa.RecordBatch | None, bool] | None = None  # (rows, more)
         self._lock = threading.Lock()
 
     def _whole(self) -> RowSource:
         with self._lock:
             if self._whole_source is None:
                 self._whole_source = self._open_whole()
+                self._first = None
             return self._whole_source
 
     @property
@@ -787,11 +789,13 @@ class DeferredSource(RowSource):
         if self._limit is not None:
             n = min(n, self._limit)
         if self._whole_source is None:
-            try:
-                sample, more = self._first_bytes()
-                rows = _first_rows(sample, self._fmt, more=more)
-            except (pa.ArrowException, OSError, ValueError):
-                rows = None  # the whole file's reading says what is wrong
+            if self._first is None:
+                try:
+                    sample, more = self._first_bytes()
+                    self._first = (_first_rows(sample, self._fmt, more=more), more)
+                except (pa.ArrowException, OSError, ValueError):
+                    self._first = (None, True)  # the whole file's reading says what is wrong
+            rows, more = self._first
             if rows is not None and (rows.num_rows >= n or not more):
                 table = pa.Table.from_batches([rows]).slice(0, n)
                 if columns is not None:

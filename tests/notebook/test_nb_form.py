@@ -69,6 +69,26 @@ def test_preview_shows_rendered_prompts_and_submits_nothing(
     assert aws.stats.create_calls == 0 and aws.stats.invoke_calls == 0
 
 
+def test_preview_of_a_big_csv_reads_only_its_start(
+    aws: LocalBedrock, topics: pd.DataFrame, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bedrock_batch_nb import sources
+
+    monkeypatch.setattr(sources, "STREAM_MIN_BYTES", 0)  # every CSV counts as big
+    converted: list[str] = []
+    monkeypatch.setattr(sources, "_convert_to_parquet", lambda *args: converted.append(args[0]))
+    path = tmp_path / "topics.csv"
+    topics.to_csv(path, index=False)
+    f = make_form(str(path))
+    f.source.value = str(path)
+    f.prompt.value = "Tell me a joke about {topic}."
+    f.preview_button.click()
+    assert f.problems == []
+    assert "Tell me a joke about topic number 1." in f.preview_table.value
+    assert "{topic}" in f.columns.value
+    assert converted == []  # the columns shown come from the rows previewed
+
+
 def test_try_on_samples_shows_answers(aws: LocalBedrock, topics: pd.DataFrame) -> None:
     f = make_form(topics)
     f.prompt.value = "Tell me a joke about {topic}."

@@ -370,7 +370,7 @@ class BatchForm:
     def _preview(self, *, invoke: bool) -> None:
         run = self.build_run()
         frame = run.preview(self.sample_rows.value, invoke=invoke)
-        self._show_columns(run.source.columns)
+        self._show_columns([str(c) for c in run.source.head(1).columns])  # (not the whole)
         self.preview_frame = frame
         title = "Answers of" if invoke else "Preview of"
         self.preview_table.value = (
