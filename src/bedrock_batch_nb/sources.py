@@ -6,7 +6,7 @@ and its rows read a record batch at a time as small DataFrames (``batches``, ``r
 ``take``), so that a run never holds the whole dataset.  Parquet is read with pyarrow's
 batch reader straight from the file; CSV and JSONL files over ``STREAM_MIN_BYTES`` are
 converted once, a block at a time, to a local Parquet file; an ``s3://`` object is first
-downloaded to a local file (a preview of a big CSV or JSONL file reads only its start:
+downloaded to a local file (a preview of a big file reads only its start:
 :class:`DeferredSource`); a Hugging Face dataset is its own memory-mapped Arrow table
 (one that selects rows of it is first written out in its order); a DataFrame is sliced in
 place, its text columns handed on as Arrow.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import itertools
 import os
 import queue
@@ -519,15 +520,20 @@ def open_source(
             local = _download(uri, s3_client)
             return _from_file(local.name, fmt, uri, limit, keep=local)
 
-        if fmt == "parquet" or _compressed(uri) or size < STREAM_MIN_BYTES:
+        if _compressed(uri) or size < STREAM_MIN_BYTES:
             return download()
+        if fmt == "parquet":
+            head = _parquet_head(
+                lambda: io.BufferedReader(_S3Range(s3_client, bucket, key, size), 2**20)
+            )
+            return DeferredSource(head, download, limit)
 
         def first_bytes() -> tuple[bytes, bool]:
             end = min(size, STREAM_SAMPLE_BYTES) - 1
             body = s3_client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{end}")["Body"]
             return body.read(), size > end + 1
 
-        return DeferredSource(first_bytes, fmt, download, limit)
+        return DeferredSource(_text_file_head(first_bytes, fmt), download, limit)
     fmt = _format_of(data)
     path = Path(data).expanduser()
     if not path.is_file():
@@ -542,7 +548,9 @@ def open_source(
             return stream.read(STREAM_SAMPLE_BYTES), bool(stream.read(1))
 
     return DeferredSource(
-        local_first_bytes, fmt, lambda: _from_file(local_path, fmt, name, limit), limit
+        _text_file_head(local_first_bytes, fmt),
+        lambda: _from_file(local_path, fmt, name, limit),
+        limit,
     )
 
 
@@ -746,31 +754,29 @@ def _first_rows(sample: bytes, fmt: str, *, more: bool) -> pa.RecordBatch:
 
 
 class DeferredSource(RowSource):
-    """A big CSV or JSONL file, or an ``s3://`` object, opened only when more than a
-    preview is read: :meth:`head` parses the first ``STREAM_SAMPLE_BYTES`` (a ranged read
-    of an S3 object); anything else opens the whole (downloads it, converts it) once and
-    reads from it.  A preview of a 2 GB file no longer waits for all of it."""
+    """A big CSV or JSONL file, or a big ``s3://`` object, opened only when more than a
+    preview is read: :meth:`head` gives the first rows from the file's start
+    (``first_rows``: the first ``STREAM_SAMPLE_BYTES`` of a CSV or JSONL file, a Parquet
+    object's footer and first row group, by ranged reads on S3); anything else opens the
+    whole (downloads it, converts it) once and reads from it.  A preview of a 2 GB file no
+    longer waits for all of it."""
 
     def __init__(
         self,
-        first_bytes: Callable[[], tuple[bytes, bool]],
-        fmt: str,
+        first_rows: Callable[[int], pd.DataFrame | None],
         open_whole: Callable[[], RowSource],
         limit: int | None = None,
     ) -> None:
-        self._limit = limit  # (max_records_total)
-        self._first_bytes = first_bytes
-        self._fmt = fmt
+        self._first_rows = first_rows  # None: it cannot tell, ask the whole file
         self._open_whole = open_whole
+        self._limit = limit  # (max_records_total)
         self._whole_source: RowSource | None = None
-        self._first: tuple[pa.RecordBatch | None, bool] | None = None  # (rows, more)
         self._lock = threading.Lock()
 
     def _whole(self) -> RowSource:
         with self._lock:
             if self._whole_source is None:
                 self._whole_source = self._open_whole()
-                self._first = None
             return self._whole_source
 
     @property
@@ -789,18 +795,11 @@ class DeferredSource(RowSource):
         if self._limit is not None:
             n = min(n, self._limit)
         if self._whole_source is None:
-            if self._first is None:
-                try:
-                    sample, more = self._first_bytes()
-                    self._first = (_first_rows(sample, self._fmt, more=more), more)
-                except (pa.ArrowException, OSError, ValueError):
-                    self._first = (None, True)  # the whole file's reading says what is wrong
-            rows, more = self._first
-            if rows is not None and (rows.num_rows >= n or not more):
-                table = pa.Table.from_batches([rows]).slice(0, n)
+            rows = self._first_rows(n)
+            if rows is not None:
                 if columns is not None:
-                    table = table.select([c for c in table.column_names if c in columns])
-                return _to_pandas(table, pd.RangeIndex(table.num_rows))
+                    rows = rows[[c for c in rows.columns if c in columns]]
+                return rows
         return self._whole().head(n, columns)
 
     def read(self, start: int, stop: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -825,6 +824,86 @@ class DeferredSource(RowSource):
     def parquet_file(self) -> Iterator[str]:
         with self._whole().parquet_file() as path:
             yield path
+
+
+def _text_file_head(
+    first_bytes: Callable[[], tuple[bytes, bool]], fmt: str
+) -> Callable[[int], pd.DataFrame | None]:
+    """``first_rows`` for a CSV or JSONL file: its first bytes (and whether more follow),
+    parsed once as one block (:func:`_first_rows`)."""
+    parsed: list[tuple[pa.RecordBatch | None, bool]] = []
+
+    def first_rows(n: int) -> pd.DataFrame | None:
+        if not parsed:
+            try:
+                sample, more = first_bytes()
+                parsed.append((_first_rows(sample, fmt, more=more), more))
+            except (pa.ArrowException, OSError, ValueError):
+                parsed.append((None, True))  # the whole file's reading says what is wrong
+        rows, more = parsed[0]
+        if rows is None or (rows.num_rows < n and more):
+            return None
+        table = pa.Table.from_batches([rows]).slice(0, n)
+        return _to_pandas(table, pd.RangeIndex(table.num_rows))
+
+    return first_rows
+
+
+def _parquet_head(open_file: Callable[[], Any]) -> Callable[[int], pd.DataFrame | None]:
+    """``first_rows`` for a Parquet file opened by ``open_file``: its first rows, labelled
+    as :class:`ParquetSource` labels them (a DataFrame's own index, saved with it)."""
+
+    def first_rows(n: int) -> pd.DataFrame | None:
+        try:
+            with open_file() as raw:
+                parquet = pq.ParquetFile(raw)
+                schema = parquet.schema_arrow
+                batch = next(parquet.iter_batches(batch_size=max(n, 1)), None)
+        except (pa.ArrowException, OSError, ValueError):
+            return None  # the whole file's reading says what is wrong
+        table = schema.empty_table() if batch is None else pa.Table.from_batches([batch], schema)
+        table = table.slice(0, n)
+        meta = schema.pandas_metadata or {}
+        stored = [c for c in meta.get("index_columns", []) if isinstance(c, str)]
+        labels = table.select(stored).to_pandas().index if stored else pd.RangeIndex(len(table))
+        return _to_pandas(table.select([c for c in table.column_names if c not in stored]), labels)
+
+    return first_rows
+
+
+class _S3Range(io.RawIOBase):
+    """An S3 object read by ranged GETs, a file for pyarrow: a Parquet preview reads its
+    footer and first row group, not the whole object."""
+
+    def __init__(self, s3_client: Any, bucket: str, key: str, size: int) -> None:
+        super().__init__()
+        self._s3, self._bucket, self._key, self._size = s3_client, bucket, key, size
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        want = min(len(buffer), self._size - self._pos)
+        if want <= 0:
+            return 0
+        span = f"bytes={self._pos}-{self._pos + want - 1}"
+        body = self._s3.get_object(Bucket=self._bucket, Key=self._key, Range=span)["Body"]
+        data = body.read()
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
 
 
 def _is_hf_dataset(data: Any) -> bool:

@@ -140,6 +140,36 @@ def test_results_are_written_to_s3_as_parquet(aws: LocalBedrock) -> None:
     assert all(k.startswith(f"bedrock-batch/{run.run_id}/") for k in keys)
 
 
+@pytest.mark.parametrize("own_index", [True, False])
+def test_a_big_parquet_on_s3_is_previewed_from_its_first_row_group(
+    aws: LocalBedrock, monkeypatch: pytest.MonkeyPatch, own_index: bool
+) -> None:
+    from bedrock_batch_nb import sources
+
+    monkeypatch.setattr(sources, "STREAM_MIN_BYTES", 0)  # every object counts as big
+    downloads: list[str] = []
+    download = sources._download
+    monkeypatch.setattr(sources, "_download", lambda *a: downloads.append(a[0]) or download(*a))
+    df = pd.DataFrame(
+        {"topic": [f"topic {i}" for i in range(250)], "n": range(250)},
+        index=pd.Index([f"key{i}" for i in range(250)], name="key"),
+    )
+    buffer = io.BytesIO()
+    df.to_parquet(buffer, index=own_index, row_group_size=100)
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=aws.bucket, Key="inputs/t.parquet", Body=buffer.getvalue())
+    uri = f"s3://{aws.bucket}/inputs/t.parquet"
+
+    run = BatchRun(uri, CLAUDE, "Joke about {topic}", max_records_per_job=100, **FAST)
+    preview = run.preview(3)
+    assert downloads == []  # ranged reads: the footer and the first row group
+    whole = run.source.frame()  # the object downloaded: the labels agree
+    assert downloads == [uri]
+    assert preview.index.tolist() == whole.index[:3].tolist()
+    assert preview["prompt"].tolist() == [f"Joke about topic {i}" for i in range(3)]
+    assert whole.index[0] == ("key0" if own_index else 0)
+
+
 def test_embedding_run_from_parquet_on_s3(aws: LocalBedrock) -> None:
     texts = [f"sentence {i % 150}" for i in range(330)]  # repeats: same text, same vector
     df = pd.DataFrame({"id": range(330), "input_text": texts})
