@@ -677,7 +677,8 @@ def _convert_to_parquet(path: str, fmt: str, target: str) -> None:
                 if _row_too_big(exc):
                     raise
                 if fmt == "jsonl":
-                    table = pa_json.read_json(path)
+                    whole = pa_json.ReadOptions(block_size=STREAM_SAMPLE_BYTES)
+                    table = pa_json.read_json(path, read_options=whole)
                     pq.write_table(table, target, row_group_size=BATCH_ROWS, compression="none")
                 else:
                     _stream_to_parquet(path, fmt, target, block_size, as_text=True)
@@ -732,10 +733,10 @@ def _sample_schema(path: str, fmt: str) -> pa.Schema:
     with pa.input_stream(path, compression="detect") as stream:
         sample = stream.read(STREAM_SAMPLE_BYTES)
         more = bool(stream.read(1))
-    return _first_rows(sample, fmt, more=more).schema
+    return _parse_start(sample, fmt, more=more).schema
 
 
-def _first_rows(sample: bytes, fmt: str, *, more: bool) -> pa.RecordBatch:
+def _parse_start(sample: bytes, fmt: str, *, more: bool) -> pa.RecordBatch:
     """The rows Arrow reads from ``sample``, the start of a CSV or JSONL file (``more``:
     the file goes on after it), as one block."""
     # A block that is not the last ends at its last whole row (the rest is the next one's).
@@ -830,14 +831,14 @@ def _text_file_head(
     first_bytes: Callable[[], tuple[bytes, bool]], fmt: str
 ) -> Callable[[int], pd.DataFrame | None]:
     """``first_rows`` for a CSV or JSONL file: its first bytes (and whether more follow),
-    parsed once as one block (:func:`_first_rows`)."""
+    parsed once as one block (:func:`_parse_start`)."""
     parsed: list[tuple[pa.RecordBatch | None, bool]] = []
 
     def first_rows(n: int) -> pd.DataFrame | None:
         if not parsed:
             try:
                 sample, more = first_bytes()
-                parsed.append((_first_rows(sample, fmt, more=more), more))
+                parsed.append((_parse_start(sample, fmt, more=more), more))
             except (pa.ArrowException, OSError, ValueError):
                 parsed.append((None, True))  # the whole file's reading says what is wrong
         rows, more = parsed[0]
