@@ -857,7 +857,7 @@ def _parquet_head(open_file: Callable[[], Any]) -> Callable[[int], pd.DataFrame 
     def first_rows(n: int) -> pd.DataFrame | None:
         try:
             with open_file() as raw:
-                parquet = pq.ParquetFile(raw)
+                parquet = pq.ParquetFile(raw, pre_buffer=False, buffer_size=2**20)
                 schema = parquet.schema_arrow
                 batch = next(parquet.iter_batches(batch_size=max(n, 1)), None)
         except (pa.ArrowException, OSError, ValueError):
