@@ -62,7 +62,7 @@ blocks).  A file with a row bigger than this is converted again in blocks of
 STREAM_SAMPLE_BYTES = 16 * 2**20
 """The column types of a converted file are those Arrow infers from its first this many
 bytes."""
-SELECTION_ROWS = 50000
+SELECTION_ROWS = 50_000
 """Rows gathered at a time when a dataset's selection of rows is written out (see
 :func:`_write_selection`)."""
 STREAM_GROUP_BYTES = 16 * 2**20
@@ -266,6 +266,13 @@ class TableSource(RowSource):
         pq.write_table(self._table, path, row_group_size=BATCH_ROWS)
 
 
+def _stored_index(schema: pa.Schema) -> list[str]:
+    """The columns of a Parquet file that hold a DataFrame's own index, saved with it (a
+    plain position index is saved as metadata only)."""
+    meta = schema.pandas_metadata or {}
+    return [c for c in meta.get("index_columns", []) if isinstance(c, str)]
+
+
 def _open_parquet(path: str) -> pq.ParquetFile:
     # Without pre-buffering (with it, the reader keeps every column chunk it has read until
     # the file is closed, and memory grows with the file), through a 4 MiB read buffer
@@ -285,8 +292,7 @@ class ParquetSource(RowSource):
         self._file = _open_parquet(path)
         meta = self._file.metadata
         schema = self._file.schema_arrow
-        pandas_meta = schema.pandas_metadata or {}
-        stored = [c for c in pandas_meta.get("index_columns", []) if isinstance(c, str)]
+        stored = _stored_index(schema)
         self.columns = [c for c in schema.names if c not in stored]
         self.num_rows = meta.num_rows if limit is None else min(limit, meta.num_rows)
         self._group_starts = np.cumsum(
@@ -542,13 +548,8 @@ def open_source(
     local_path = str(path)
     if fmt == "parquet" or path.stat().st_size < STREAM_MIN_BYTES:
         return _from_file(local_path, fmt, name, limit)
-
-    def local_first_bytes() -> tuple[bytes, bool]:
-        with pa.input_stream(local_path, compression="detect") as stream:
-            return stream.read(STREAM_SAMPLE_BYTES), bool(stream.read(1))
-
     return DeferredSource(
-        _text_file_head(local_first_bytes, fmt),
+        _text_file_head(functools.partial(_file_start, local_path), fmt),
         lambda: _from_file(local_path, fmt, name, limit),
         limit,
     )
@@ -593,10 +594,6 @@ def _unlink(path: str) -> None:
 
 def _download(uri: str, s3_client: Any) -> _TempFile:
     bucket, key = parse_s3_uri(uri)
-    if s3_client is None:
-        import boto3
-
-        s3_client = boto3.client("s3")
     local = _TempFile(suffix=os.path.splitext(key)[1] or ".data")
     try:  # a managed download: multipart, straight to disk
         s3_client.download_file(bucket, key, local.name)
@@ -615,13 +612,17 @@ def _s3_size(s3_client: Any, uri: str) -> int:
         raise BatchInputError(f"Cannot read {uri}: {_short(exc)}") from exc
 
 
+_COMPRESSED = (".gz", ".bz2", ".zst")
+"""Suffixes of compressed files (Arrow's readers decompress them by their name)."""
+
+
 def _compressed(name: str) -> bool:
-    return name.lower().endswith((".gz", ".bz2", ".zst"))
+    return name.lower().endswith(_COMPRESSED)
 
 
 def _format_of(name: str) -> str:
     lowered = name.lower()
-    for suffix in (".gz", ".bz2", ".zst"):
+    for suffix in _COMPRESSED:
         lowered = lowered.removesuffix(suffix)
     ext = os.path.splitext(lowered)[1]
     if ext not in FORMATS:
@@ -730,10 +731,15 @@ def _sample_schema(path: str, fmt: str) -> pa.Schema:
     """The columns Arrow infers from the first ``STREAM_SAMPLE_BYTES`` of the file (after
     decompression), read as one block: a reader opened on the file itself reads dozens of
     blocks ahead."""
-    with pa.input_stream(path, compression="detect") as stream:
-        sample = stream.read(STREAM_SAMPLE_BYTES)
-        more = bool(stream.read(1))
+    sample, more = _file_start(path)
     return _parse_start(sample, fmt, more=more).schema
+
+
+def _file_start(path: str) -> tuple[bytes, bool]:
+    """The first ``STREAM_SAMPLE_BYTES`` of a local file (after decompression), and
+    whether more follow."""
+    with pa.input_stream(path, compression="detect") as stream:
+        return stream.read(STREAM_SAMPLE_BYTES), bool(stream.read(1))
 
 
 def _parse_start(sample: bytes, fmt: str, *, more: bool) -> pa.RecordBatch:
@@ -864,8 +870,7 @@ def _parquet_head(open_file: Callable[[], Any]) -> Callable[[int], pd.DataFrame 
             return None  # the whole file's reading says what is wrong
         table = schema.empty_table() if batch is None else pa.Table.from_batches([batch], schema)
         table = table.slice(0, n)
-        meta = schema.pandas_metadata or {}
-        stored = [c for c in meta.get("index_columns", []) if isinstance(c, str)]
+        stored = _stored_index(schema)
         labels = table.select(stored).to_pandas().index if stored else pd.RangeIndex(len(table))
         return _to_pandas(table.select([c for c in table.column_names if c not in stored]), labels)
 
