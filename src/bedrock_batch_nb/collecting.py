@@ -707,14 +707,11 @@ class _Shape:
         for key in reversed(self.content[1:]):
             node = pa.struct([(key, node)])
         usage = pa.struct([(key, pa.int64()) for key in self.usage])
-        output = pa.struct([(self.content[0], node), ("usage", usage)])
-        error = pa.struct([("errorCode", pa.int64()), ("errorMessage", pa.string())])
-        schema = pa.schema([("recordId", pa.string()), ("modelOutput", output), ("error", error)])
-        return pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+        return _line_options(pa.struct([(self.content[0], node), ("usage", usage)]))
 
     def values(self, output: pa.StructArray, rows: np.ndarray) -> pa.Array | None:
         """The response text of each of ``rows`` (all with an output), or None."""
-        content: Any = output if rows.all() else output.take(pa.array(np.flatnonzero(rows)))
+        content: Any = _chosen(output, rows)
         for key in self.content:
             content = pc.struct_field(content, key)
         if content.null_count:
@@ -764,14 +761,11 @@ class _VectorShape:
     @property
     def parse_options(self) -> pj.ParseOptions:
         output = pa.struct([(self.key, pa.list_(pa.float64())), (self.tokens_key, pa.int64())])
-        error = pa.struct([("errorCode", pa.int64()), ("errorMessage", pa.string())])
-        schema = pa.schema([("recordId", pa.string()), ("modelOutput", output), ("error", error)])
-        return pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+        return _line_options(output)
 
     def values(self, output: pa.StructArray, rows: np.ndarray) -> pa.Array | None:
         """The embedding of each of ``rows`` (all with an output), or None."""
-        chosen: Any = output if rows.all() else output.take(pa.array(np.flatnonzero(rows)))
-        vectors = pc.struct_field(chosen, self.key)
+        vectors = pc.struct_field(_chosen(output, rows), self.key)
         if vectors.null_count or pc.list_flatten(vectors).null_count:
             return None
         return vectors
@@ -783,6 +777,19 @@ class _VectorShape:
 
 
 _AnyShape = _Shape | _VectorShape
+
+
+def _line_options(output: pa.DataType) -> pj.ParseOptions:
+    """How Arrow reads an output line whose ``modelOutput`` has the type ``output``: the
+    record id, that, and the error object; any other key is skipped."""
+    error = pa.struct([("errorCode", pa.int64()), ("errorMessage", pa.string())])
+    schema = pa.schema([("recordId", pa.string()), ("modelOutput", output), ("error", error)])
+    return pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+
+
+def _chosen(output: pa.StructArray, rows: np.ndarray) -> Any:
+    """The outputs of ``rows`` (a mask): all of them as they are, or a copy of those."""
+    return output if rows.all() else output.take(pa.array(np.flatnonzero(rows)))
 
 
 def _python_values(answers: pa.Array) -> list[Any]:
