@@ -132,8 +132,13 @@ BREAKDOWN = {
 
 def rss_mib() -> float:
     """The current resident set size (VmRSS)."""
+    return status_mib("VmRSS")
+
+
+def status_mib(field: str) -> float:
+    """A memory figure of this process from ``/proc/self/status``, in MiB (NaN elsewhere)."""
     with open("/proc/self/status") as f:
-        match = re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M)
+        match = re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M)
     return int(match.group(1)) / 1024 if match else float("nan")
 
 
@@ -145,9 +150,7 @@ def anon_mib() -> float:
     """The resident memory not backed by a file (RssAnon): what the process allocated,
     without the pages of files it maps (a memory-mapped dataset), which the kernel can
     drop and read again."""
-    with open("/proc/self/status") as f:
-        match = re.search(r"^RssAnon:\s+(\d+) kB", f.read(), re.M)
-    return int(match.group(1)) / 1024 if match else float("nan")
+    return status_mib("RssAnon")
 
 
 class Meter:

@@ -29,6 +29,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 CASES_PY = HERE / "cases.py"
 
+# The forms other than Parquet the prepare case also reads its rows from (cases.py
+# --source-format, datagen.SOURCE_FORMATS).
+OTHER_SOURCES = ("frame", "frame-object", "csv", "jsonl", "hf", "hf-shuffled")
+
 # (case, size, extra arguments); size is rows, output lines (collect) or jobs (orchestrate).
 FULL: list[tuple[str, int, tuple[str, ...]]] = [
     ("prepare_text_pure", 200_000, ()),
@@ -38,7 +42,7 @@ FULL: list[tuple[str, int, tuple[str, ...]]] = [
     # the same rows as a DataFrame, CSV, JSONL, a Hugging Face dataset: streamed alike
     *[
         ("prepare_text_pure", size, ("--source-format", fmt))
-        for fmt in ("frame", "frame-object", "csv", "jsonl", "hf", "hf-shuffled")
+        for fmt in OTHER_SOURCES
         for size in (200_000, 2_200_000)
     ],
     ("prepare_text_staged", 200_000, ()),
@@ -66,10 +70,7 @@ FULL: list[tuple[str, int, tuple[str, ...]]] = [
 SMOKE: list[tuple[str, int, tuple[str, ...]]] = [
     ("prepare_text_pure", 2_000, ()),
     ("prepare_embed_pure", 2_000, ()),
-    *[
-        ("prepare_text_pure", 2_000, ("--source-format", fmt))
-        for fmt in ("frame", "frame-object", "csv", "jsonl", "hf", "hf-shuffled")
-    ],
+    *[("prepare_text_pure", 2_000, ("--source-format", fmt)) for fmt in OTHER_SOURCES],
     ("prepare_text_staged", 2_000, ()),
     ("prepare_text_staged", 2_000, ("--s3", "process")),
     ("prepare_embed_staged", 2_000, ()),
@@ -86,18 +87,14 @@ SMOKE: list[tuple[str, int, tuple[str, ...]]] = [
     ("run_streamed", 2_000, ("--poll-interval", "0.2")),
 ]
 
-# Which memory figure a prepare case's goal holds: a Hugging Face dataset is a memory-mapped
-# Arrow file, whose pages count in the RSS as they are read, though the kernel can drop
-# them at will; what the run itself holds is the anonymous part (``cases.anon_mib``).
-MEMORY_RISE = {
-    "parquet": "rss_rise_mib",
-    "frame": "rss_rise_mib",
-    "frame-object": "rss_rise_mib",
-    "csv": "rss_rise_mib",
-    "jsonl": "rss_rise_mib",
-    "hf": "anon_rise_mib",
-    "hf-shuffled": "anon_rise_mib",
-}
+
+def memory_rise(source_format: str) -> str:
+    """Which memory figure a prepare case's goal holds: a Hugging Face dataset is a
+    memory-mapped Arrow file, whose pages count in the RSS as they are read, though the
+    kernel can drop them at will; what the run itself holds is the anonymous part
+    (``cases.anon_mib``)."""
+    return "anon_rise_mib" if source_format.startswith("hf") else "rss_rise_mib"
+
 
 # The reference implementation's figures and the goals of issue 5.
 REF_TEXT, REF_EMBED, REF_COLLECT = 15_000, 26_000, 13_500
@@ -145,23 +142,26 @@ class Outcome:
 
     @property
     def label(self) -> str:
-        """The case, and where its S3 was when not the default (``cases.S3_MODES``), or how
-        long its jobs last."""
-        s3 = self.extra[self.extra.index("--s3") + 1] if "--s3" in self.extra else None
+        """The case, and where its S3 was when not the default (``cases.S3_MODES``), what
+        its rows are read from, or how long its jobs last."""
+        s3 = self.option("--s3")
         if s3:
             return f"{self.case} ({s3} S3)"
         if "--source-format" in self.extra:
             return f"{self.case} (from {self.source_format})"
-        if "--job-seconds" in self.extra:
-            return f"{self.case} ({self.extra[self.extra.index('--job-seconds') + 1]} s jobs)"
+        seconds = self.option("--job-seconds")
+        if seconds:
+            return f"{self.case} ({seconds} s jobs)"
         return self.case
 
     @property
     def source_format(self) -> str:
         """What the rows are read from (``cases.py --source-format``)."""
-        if "--source-format" in self.extra:
-            return self.extra[self.extra.index("--source-format") + 1]
-        return "parquet"
+        return self.option("--source-format") or "parquet"
+
+    def option(self, flag: str) -> str | None:
+        """The value given to ``flag`` in the case's extra arguments, if any."""
+        return self.extra[self.extra.index(flag) + 1] if flag in self.extra else None
 
     @property
     def median(self) -> dict[str, Any]:
@@ -251,7 +251,7 @@ def verdict(out: Outcome, everything: list[Outcome]) -> tuple[str, str]:
         text = f">= {goal:,} rows/s" if timed else ""
         ok = rate >= goal if timed else True
         if out.size >= 1_000_000:
-            rise = MEMORY_RISE[out.source_format]
+            rise = memory_rise(out.source_format)
             small = [
                 o
                 for o in everything
