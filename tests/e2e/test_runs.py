@@ -140,16 +140,28 @@ def test_results_are_written_to_s3_as_parquet(aws: LocalBedrock) -> None:
     assert all(k.startswith(f"bedrock-batch/{run.run_id}/") for k in keys)
 
 
-@pytest.mark.parametrize("own_index", [True, False])
-def test_a_big_parquet_on_s3_is_previewed_from_its_first_row_group(
-    aws: LocalBedrock, monkeypatch: pytest.MonkeyPatch, own_index: bool
-) -> None:
+@pytest.fixture
+def downloads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every S3 object counted as big (a preview reads only its start), and the URIs of
+    the objects downloaded whole."""
     from bedrock_batch_nb import sources
 
-    monkeypatch.setattr(sources, "STREAM_MIN_BYTES", 0)  # every object counts as big
-    downloads: list[str] = []
+    monkeypatch.setattr(sources, "STREAM_MIN_BYTES", 0)
+    seen: list[str] = []
     download = sources._download
-    monkeypatch.setattr(sources, "_download", lambda *a: downloads.append(a[0]) or download(*a))
+
+    def counted(uri: str, s3_client: Any) -> Any:
+        seen.append(uri)
+        return download(uri, s3_client)
+
+    monkeypatch.setattr(sources, "_download", counted)
+    return seen
+
+
+@pytest.mark.parametrize("own_index", [True, False])
+def test_a_big_parquet_on_s3_is_previewed_from_its_first_row_group(
+    aws: LocalBedrock, downloads: list[str], own_index: bool
+) -> None:
     df = pd.DataFrame(
         {"topic": [f"topic {i}" for i in range(250)], "n": range(250)},
         index=pd.Index([f"key{i}" for i in range(250)], name="key"),
@@ -203,19 +215,8 @@ def test_embedding_run_from_parquet_on_s3(aws: LocalBedrock) -> None:
 
 
 def test_a_big_csv_on_s3_is_previewed_from_its_first_bytes(
-    aws: LocalBedrock, monkeypatch: pytest.MonkeyPatch
+    aws: LocalBedrock, downloads: list[str]
 ) -> None:
-    from bedrock_batch_nb import sources
-
-    monkeypatch.setattr(sources, "STREAM_MIN_BYTES", 0)  # every CSV counts as big
-    downloads: list[str] = []
-    download = sources._download
-
-    def counted(uri: str, s3_client: Any) -> Any:
-        downloads.append(uri)
-        return download(uri, s3_client)
-
-    monkeypatch.setattr(sources, "_download", counted)
     df = pd.DataFrame({"topic": [f"topic {i}\nwith a second line" for i in range(150)]})
     s3 = boto3.client("s3")
     s3.put_object(Bucket=aws.bucket, Key="inputs/t.csv", Body=df.to_csv(index=False).encode())
