@@ -24,7 +24,7 @@ from .chunking import Chunk
 from .config import RunConfig
 from .errors import BatchInputError
 from .orchestrator import JobState, timestamp
-from .sources import RowSource, open_source
+from .sources import RowSource
 from .staging import RunLayout
 
 VERSION = 1
@@ -146,9 +146,18 @@ def write_rows(s3: Any, layout: RunLayout, rows: RowSource, **put: Any) -> str |
     return None
 
 
-def open_rows(s3: Any, layout: RunLayout) -> RowSource:
-    """The rows :func:`write_rows` saved, downloaded and read a batch at a time."""
-    return open_source(f"s3://{layout.bucket}/{rows_key(layout)}", s3_client=s3)
+def saved_rows(s3: Any, layout: RunLayout) -> str:
+    """The ``s3://`` URI of the rows :func:`write_rows` saved, once a HEAD request has
+    found them there (the run downloads them when it reads them)."""
+    try:
+        s3.head_object(Bucket=layout.bucket, Key=rows_key(layout))
+    except Exception as exc:
+        raise BatchInputError(
+            f"Run {layout.run_id!r} has no saved input rows at "
+            f"s3://{layout.bucket}/{rows_key(layout)} ({error_code(exc) or exc}): pass the "
+            "same rows as data= to resume it."
+        ) from None
+    return f"s3://{layout.bucket}/{rows_key(layout)}"
 
 
 def list_runs(s3: Any, bucket: str, s3_prefix: str) -> pd.DataFrame:

@@ -215,7 +215,7 @@ class RunProgress:
         self.file = file
         self.finished = False
         self._lock = threading.Lock()
-        total = run.source.num_rows
+        total = run.num_rows
         self.widget: Any = None
         if self.widgets:
             import ipywidgets as w  # type: ignore[import-untyped]

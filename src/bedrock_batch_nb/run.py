@@ -154,6 +154,7 @@ class BatchRun:
         self.run_id = run_id
         self._clients: Clients | None = None
         self._source: RowSource | None = None
+        self._num_rows: int | None = None
         self._prepared: Prepared | None = None
         self._layout: RunLayout | None = None
         self._listeners: list[Listener] = []
@@ -202,14 +203,14 @@ class BatchRun:
             config = config.with_options(**options)
         except TypeError as exc:
             raise BatchInputError(f"Unknown option: {exc}") from None
-        rows = data if data is not None else journal.open_rows(clients.s3, layout)
+        rows = data if data is not None else journal.saved_rows(clients.s3, layout)
         run = cls.__new__(cls)
         run._setup(rows, config, run_id, None)
         run._clients = clients
         run._jobs = [journal.job_from_dict(d) for d in state["jobs"]]
         run._resumed = True
         run._created_at = state.get("created_at", run._created_at)
-        run._status = RunStatus(run_id, "created", len(state["jobs"]))
+        run._status = RunStatus(run_id, "created", int(state.get("records", 0)))
         return run
 
     # ---- what the run is made of ---------------------------------------------------------
@@ -266,6 +267,23 @@ class BatchRun:
                 s3_client=s3,
             )
         return self._source
+
+    @property
+    def num_rows(self) -> int:
+        """How many input rows the run has (``max_records_total`` applied)."""
+        if self._source is None and self._num_rows is not None:  # (the run has ended)
+            return self._num_rows
+        return self.source.num_rows
+
+    def _let_go_of_rows(self) -> None:
+        """Close the source and drop it, once the run has ended: its temporary copies of
+        the rows (an S3 download, a CSV or JSONL file's Parquet, a dataset's selection)
+        are deleted now, not when the run object is (a notebook keeps its runs).  A later
+        read opens the data again."""
+        source, self._source = self._source, None
+        if source is not None:
+            self._num_rows = source.counted_rows
+            source.close()
 
     @property
     def rows(self) -> pd.DataFrame:
@@ -517,11 +535,13 @@ class BatchRun:
                 ]
             frame = asyncio.run(self._main(clients, spec, prepared))
         except BaseException as exc:
+            self._let_go_of_rows()
             self.error = exc
             self._publish("failed", note=str(exc), finished=True)
             self._call_done_callbacks()
             self._future.set_exception(exc)
         else:
+            self._let_go_of_rows()
             self.result = frame
             self._call_done_callbacks()
             self._future.set_result(frame)
@@ -548,10 +568,10 @@ class BatchRun:
         self._journal_task = None
         c = self.config
         spill: str | None = None
-        if self.source.num_rows > c.max_frame_rows:  # a large run: its answers on disk
+        if self.num_rows > c.max_frame_rows:  # a large run: its answers on disk
             self.local_results_path.parent.mkdir(parents=True, exist_ok=True)
             spill = str(self.local_results_path.with_name("answers.parquet"))
-        results = Results(self.source.num_rows, self.adapter, spill_path=spill)
+        results = Results(self.num_rows, self.adapter, spill_path=spill)
 
         if not self._resumed:
             self._publish("staging", note="Saving the input rows beside the jobs (for resume).")
@@ -603,7 +623,6 @@ class BatchRun:
             if job.status == PENDING:
                 results.mark_unanswered(job.rows(), "Not submitted: the run was stopped.")
         frame, note = await asyncio.to_thread(self._finish_results, clients, results)
-        self.source.close()
         if spill is not None:  # every answer is in the results file now
             with contextlib.suppress(OSError):
                 Path(spill).unlink()
@@ -819,7 +838,7 @@ class BatchRun:
                 "run_id": self.run_id,
                 "created_at": self._created_at,
                 "phase": self._journal_phase,
-                "records": self.source.num_rows,
+                "records": self.num_rows,
                 "config": journal.config_to_dict(self.config),
                 "jobs": [journal.job_to_dict(j) for j in self._jobs],
             }
@@ -832,7 +851,7 @@ class BatchRun:
         """The joined results, written to S3: one DataFrame, or for more than
         ``max_frame_rows`` rows a Parquet file written a batch at a time (never one
         DataFrame) and a dataset over it."""
-        if self.source.num_rows <= self.config.max_frame_rows:
+        if self.num_rows <= self.config.max_frame_rows:
             frame = results.to_frame(self.source.frame())
             return frame, self._write_results(clients, frame)
         path = self.local_results_path
@@ -853,7 +872,7 @@ class BatchRun:
             **self._put,
         )
         return pa_dataset.dataset(str(path), format="parquet"), (
-            f"{self.source.num_rows:,} rows (over max_frame_rows): results written to "
+            f"{self.num_rows:,} rows (over max_frame_rows): results written to "
             f"{self.layout.results_uri} and {path}; wait() returns a pyarrow dataset over them "
             "(run.iter_batches() reads them a batch at a time)."
         )
@@ -872,7 +891,7 @@ class BatchRun:
         types = results.arrow_types()
         writer: pq.ParquetWriter | None = None
         schema: pa.Schema | None = None
-        total = self.source.num_rows
+        total = self.num_rows
         written: concurrent.futures.Future[None] | None = None
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="write-results")
         try:
@@ -1036,6 +1055,12 @@ class BatchRun:
         self._listeners.append(listener)
         listener(self._status)
 
+    def _counted_rows(self, otherwise: int) -> int:
+        """The rows' count for the status, when known without reading them (a big file
+        that only a preview has read is not opened whole here, on the caller's thread)."""
+        counted = self._num_rows if self._source is None else self._source.counted_rows
+        return otherwise if counted is None else counted
+
     def _publish(
         self,
         phase: str | None,
@@ -1048,7 +1073,7 @@ class BatchRun:
         self._status = RunStatus(
             run_id=self.run_id,
             phase=phase or old.phase,
-            total_records=self._source.num_rows if self._source is not None else 0,
+            total_records=self._counted_rows(old.total_records),
             jobs=tuple(replace(j) for j in self._jobs),
             started_at=time.time() if started else old.started_at,
             finished_at=time.time() if finished else old.finished_at,

@@ -140,6 +140,11 @@ class RowSource:
     def head(self, n: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
         return self.read(0, min(n, self.num_rows), columns)
 
+    @property
+    def counted_rows(self) -> int | None:
+        """``num_rows`` when it is known without opening the data whole (None: not yet)."""
+        return self.num_rows
+
     def close(self) -> None:
         """Let go of what reading holds (read-ahead threads and their batches); a later
         read starts again."""
@@ -793,6 +798,11 @@ class DeferredSource(RowSource):
     @property
     def num_rows(self) -> int:  # type: ignore[override]
         return self._whole().num_rows
+
+    @property
+    def counted_rows(self) -> int | None:
+        whole = self._whole_source
+        return None if whole is None else whole.num_rows
 
     @property
     def index(self) -> pd.Index:

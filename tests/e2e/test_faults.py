@@ -7,10 +7,11 @@ import subprocess
 import sys
 import textwrap
 
+import boto3
 import pandas as pd
 import pytest
 
-from bedrock_batch_nb import BatchRun, BatchRunError, list_runs
+from bedrock_batch_nb import BatchInputError, BatchRun, BatchRunError, list_runs
 from bedrock_batch_nb.journal import cache_dir
 from bedrock_batch_nb.local import LocalBedrock
 
@@ -217,6 +218,27 @@ def test_stop_leaves_the_run_resumable(aws: LocalBedrock) -> None:
     assert_every_row_once(out, df)
     assert out["error"].isna().all()
     assert_no_job_submitted_twice(aws, again)
+
+
+def test_resume_without_the_saved_rows_asks_for_them(aws: LocalBedrock) -> None:
+    aws.timings.records_per_second = 100
+    df = topics(200)
+    run = BatchRun(df, CLAUDE, TEMPLATE, max_records_per_job=100, max_concurrent_jobs=1, **FAST)
+    run.start()
+    while not any(job.status == "InProgress" for job in run.status().jobs):
+        pass
+    run.stop()
+    run.wait(timeout=60)
+    s3 = boto3.client("s3")
+    s3.delete_object(Bucket=aws.bucket, Key=f"{run.layout.root_key}/input/rows.parquet")
+
+    with pytest.raises(
+        BatchInputError, match=r"no saved input rows at s3://.*rows\.parquet.*data="
+    ):
+        BatchRun.resume(run.run_id, **FAST)
+    aws.timings.records_per_second = 100_000
+    again = BatchRun.resume(run.run_id, data=df, **FAST)
+    assert_every_row_once(again.wait(timeout=120), df)
 
 
 def test_journal_is_cached_locally(aws: LocalBedrock) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -215,7 +216,7 @@ def test_embedding_run_from_parquet_on_s3(aws: LocalBedrock) -> None:
 
 
 def test_a_big_csv_on_s3_is_previewed_from_its_first_bytes(
-    aws: LocalBedrock, downloads: list[str]
+    aws: LocalBedrock, downloads: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     df = pd.DataFrame({"topic": [f"topic {i}\nwith a second line" for i in range(150)]})
     s3 = boto3.client("s3")
@@ -226,13 +227,49 @@ def test_a_big_csv_on_s3_is_previewed_from_its_first_bytes(
     preview = run.preview(3)
     assert preview["prompt"].tolist() == [f"Joke about {t}" for t in df["topic"][:3]]
     assert downloads == []  # a ranged read of its start, not the whole object
+    from bedrock_batch_nb import sources
+
+    download, threads = sources._download, []
+
+    def where(uri: str, s3_client: Any) -> Any:
+        threads.append(threading.current_thread())
+        return download(uri, s3_client)
+
+    monkeypatch.setattr(sources, "_download", where)
     out = run.start().wait(timeout=120)
     assert out["topic"].tolist() == df["topic"].tolist()
     assert out["response"].notna().all()
     assert downloads == [uri]
+    assert threading.main_thread() not in threads  # start() returned at once: not on the caller
 
     with pytest.raises(BatchInputError, match=r"Cannot read s3://.*/inputs/missing\.csv"):
         BatchRun(f"s3://{aws.bucket}/inputs/missing.csv", CLAUDE, "{topic}").preview(3)
+
+
+def test_a_finished_run_deletes_its_copies_of_the_rows(
+    aws: LocalBedrock, downloads: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notebook keeps its runs (the magic's list, the progress display): the download of
+    an S3 file and its Parquet conversion must not stay on disk as long as the kernel."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    df = pd.DataFrame({"topic": [f"topic {i}" for i in range(150)]})
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=aws.bucket, Key="inputs/t.csv", Body=df.to_csv(index=False).encode())
+    uri = f"s3://{aws.bucket}/inputs/t.csv"
+    copies: list[set[str]] = []
+    run = BatchRun(uri, CLAUDE, "Joke about {topic}", max_records_per_job=100, **FAST)
+    run.add_listener(lambda s: copies.append({p.name for p in tmp_path.glob("bedrock-batch-*")}))
+    out = run.start().wait(timeout=120)
+    assert out["response"].notna().all()
+    assert any(any(n.endswith(".parquet") for n in seen) for seen in copies)  # converted
+    assert list(tmp_path.glob("bedrock-batch-*")) == []
+    assert run.status().total_records == 150 and run.status().succeeded == 150
+    assert downloads == [uri]
+
+    assert run.rows["topic"].tolist() == df["topic"].tolist()  # read again when asked
+    assert downloads == [uri, uri]
 
 
 @pytest.mark.parametrize(
