@@ -341,3 +341,48 @@ def test_closing_a_parquet_source_stops_its_read_ahead(
     while readers() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert readers() == 0
+
+
+def test_copies_left_by_a_killed_process_are_deleted_by_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kernel killed mid-run (out of memory, a forced restart) cannot delete its copies
+    of the rows; the next process that makes one deletes them."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    csv = tmp_path / "big.csv"
+    pd.DataFrame({"topic": [f"t{i}" for i in range(500)]}).to_csv(csv, index=False)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    child = textwrap.dedent(
+        f"""
+        import sys, time
+        from bedrock_batch_nb import sources
+        sources.STREAM_MIN_BYTES = 0  # converted to a temporary Parquet file
+        source = sources.open_source({str(csv)!r})
+        assert source.num_rows == 500
+        print("ready", flush=True)
+        time.sleep(120)
+        """
+    )
+    env = {**os.environ, "TMPDIR": str(temp)}
+    proc = subprocess.Popen([sys.executable, "-c", child], env=env, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+        left = [p.name for p in temp.iterdir()]
+        assert left == [f"bedrock-batch-{proc.pid}-{left[0].split('-', 3)[3]}"]
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert [p.name for p in temp.iterdir()] == left  # nobody deleted it
+
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    monkeypatch.setattr(sources, "STREAM_MIN_BYTES", 0)
+    source = open_source(csv)
+    assert source.num_rows == 500
+    mine = [p.name for p in temp.iterdir()]
+    assert mine == [n for n in mine if n.startswith(f"bedrock-batch-{os.getpid()}-")] != []

@@ -20,6 +20,7 @@ import io
 import itertools
 import os
 import queue
+import re
 import shutil
 import tempfile
 import threading
@@ -156,7 +157,7 @@ class RowSource:
     @contextlib.contextmanager
     def parquet_file(self) -> Iterator[str]:
         """A local Parquet file of every row (with the index), for as long as the block runs."""
-        with tempfile.TemporaryDirectory(prefix="bedrock-batch-") as folder:
+        with tempfile.TemporaryDirectory(prefix=_temp_prefix()) as folder:
             path = os.path.join(folder, "rows.parquet")
             self._write_parquet(path)
             yield path
@@ -578,7 +579,7 @@ class _TempFile:
     """A temporary file deleted when the source that holds it is collected."""
 
     def __init__(self, suffix: str) -> None:
-        fd, self.name = tempfile.mkstemp(prefix="bedrock-batch-", suffix=suffix)
+        fd, self.name = tempfile.mkstemp(prefix=_temp_prefix(), suffix=suffix)
         os.close(fd)
         self._finalizer = weakref.finalize(self, _unlink, self.name)
 
@@ -588,8 +589,48 @@ class _TempDir:
     collected."""
 
     def __init__(self) -> None:
-        self.name = tempfile.mkdtemp(prefix="bedrock-batch-")
+        self.name = tempfile.mkdtemp(prefix=_temp_prefix())
         self._finalizer = weakref.finalize(self, shutil.rmtree, self.name, ignore_errors=True)
+
+
+_TEMP_NAME = re.compile(r"bedrock-batch-(\d+)-")
+_swept: set[str] = set()  # temporary folders already swept by this process
+
+
+def _temp_prefix() -> str:
+    """``bedrock-batch-<pid>-``: temporary copies of rows are named after their process,
+    and the first one a process makes deletes those of processes that are gone (a kernel
+    killed, by the out-of-memory killer or a forced restart, never deletes its own: a
+    2 GB CSV's conversion would stay on disk)."""
+    folder = tempfile.gettempdir()
+    if folder not in _swept:
+        _swept.add(folder)
+        with contextlib.suppress(OSError):
+            _sweep_orphans(folder)
+    return f"bedrock-batch-{os.getpid()}-"
+
+
+def _sweep_orphans(folder: str) -> None:
+    if os.name != "posix":  # (os.kill(pid, 0) checks a process only there)
+        return
+    for entry in os.scandir(folder):
+        named = _TEMP_NAME.match(entry.name)
+        if named is None or _alive(int(named[1])):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            _unlink(entry.path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # another user's process (PermissionError), or unsure
+        return True
+    return True
 
 
 def _unlink(path: str) -> None:
