@@ -200,19 +200,28 @@ def test_throttling_and_quota_are_waited_out(aws: LocalBedrock) -> None:
     assert_no_job_submitted_twice(aws, run)
 
 
-def test_stop_leaves_the_run_resumable(aws: LocalBedrock) -> None:
+def stopped_while_its_first_job_runs(aws: LocalBedrock, df: pd.DataFrame) -> BatchRun:
+    """A run of slow 100-record jobs, one at a time, stopped once the first is running;
+    the emulator is fast again afterwards."""
     aws.timings.records_per_second = 100
-    df = topics(500)
     run = BatchRun(df, CLAUDE, TEMPLATE, max_records_per_job=100, max_concurrent_jobs=1, **FAST)
     run.start()
     while not any(job.status == "InProgress" for job in run.status().jobs):
         pass
     run.stop()
-    stopped = run.wait(timeout=60)
+    run.wait(timeout=60)
+    aws.timings.records_per_second = 100_000
+    return run
+
+
+def test_stop_leaves_the_run_resumable(aws: LocalBedrock) -> None:
+    df = topics(500)
+    run = stopped_while_its_first_job_runs(aws, df)
+    stopped = run.result
+    assert isinstance(stopped, pd.DataFrame)
     assert stopped["error"].notna().sum() >= 400
     assert list_runs().set_index("run_id").loc[run.run_id, "phase"] == "stopped"
 
-    aws.timings.records_per_second = 100_000
     again = BatchRun.resume(run.run_id, on_demand_fallback=True, **FAST)
     out = again.wait(timeout=120)
     assert_every_row_once(out, df)
@@ -221,14 +230,8 @@ def test_stop_leaves_the_run_resumable(aws: LocalBedrock) -> None:
 
 
 def test_resume_without_the_saved_rows_asks_for_them(aws: LocalBedrock) -> None:
-    aws.timings.records_per_second = 100
     df = topics(200)
-    run = BatchRun(df, CLAUDE, TEMPLATE, max_records_per_job=100, max_concurrent_jobs=1, **FAST)
-    run.start()
-    while not any(job.status == "InProgress" for job in run.status().jobs):
-        pass
-    run.stop()
-    run.wait(timeout=60)
+    run = stopped_while_its_first_job_runs(aws, df)
     s3 = boto3.client("s3")
     s3.delete_object(Bucket=aws.bucket, Key=f"{run.layout.root_key}/input/rows.parquet")
 
@@ -236,7 +239,6 @@ def test_resume_without_the_saved_rows_asks_for_them(aws: LocalBedrock) -> None:
         BatchInputError, match=r"no saved input rows at s3://.*rows\.parquet.*data="
     ):
         BatchRun.resume(run.run_id, **FAST)
-    aws.timings.records_per_second = 100_000
     again = BatchRun.resume(run.run_id, data=df, **FAST)
     assert_every_row_once(again.wait(timeout=120), df)
 
