@@ -678,7 +678,7 @@ def _format_of(name: str) -> str:
     return FORMATS[ext]
 
 
-def _csv_options(fmt: str) -> dict[str, Any]:
+def _csv_options(fmt: str, column_types: dict[str, pa.DataType] | None = None) -> dict[str, Any]:
     return {
         # A quoted cell may hold newlines (a prompt, a document), as pandas and spreadsheets
         # write them; without this Arrow cuts its blocks at any newline.
@@ -686,7 +686,9 @@ def _csv_options(fmt: str) -> dict[str, Any]:
             delimiter="\t" if fmt == "tsv" else ",", newlines_in_values=True
         ),
         # Keep text as text: no "NA"/"null" strings turned into nulls except empty cells.
-        "convert_options": pa_csv.ConvertOptions(strings_can_be_null=True, null_values=[""]),
+        "convert_options": pa_csv.ConvertOptions(
+            strings_can_be_null=True, null_values=[""], column_types=column_types
+        ),
     }
 
 
@@ -751,11 +753,8 @@ def _stream_to_parquet(path: str, fmt: str, target: str, block_size: int, *, as_
             parse_options=pa_json.ParseOptions(explicit_schema=schema),
         )
     else:
-        options = _csv_options(fmt)
         types = {f.name: pa.string() if as_text else f.type for f in schema}
-        options["convert_options"] = pa_csv.ConvertOptions(
-            strings_can_be_null=True, null_values=[""], column_types=types
-        )
+        options = _csv_options(fmt, column_types=types)
         reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(**read_options), **options)
     # Uncompressed: the file is read once, soon, and lives as long as the run's source;
     # compressing it took half the conversion's time (a 2 GiB CSV: 9 s with snappy, 4 s
