@@ -271,9 +271,14 @@ class BatchRun:
     @property
     def num_rows(self) -> int:
         """How many input rows the run has (``max_records_total`` applied)."""
-        if self._source is None and self._num_rows is not None:  # (the run has ended)
-            return self._num_rows
-        return self.source.num_rows
+        counted = self._counted_rows()
+        return self.source.num_rows if counted is None else counted
+
+    def _counted_rows(self) -> int | None:
+        """The rows' count when known without reading them (None: a big file that only a
+        preview has read, not to be opened whole for a status on the caller's thread),
+        kept when the run lets go of its rows."""
+        return self._num_rows if self._source is None else self._source.counted_rows
 
     def _let_go_of_rows(self) -> None:
         """Close the source and drop it, once the run has ended: its temporary copies of
@@ -1055,12 +1060,6 @@ class BatchRun:
         self._listeners.append(listener)
         listener(self._status)
 
-    def _counted_rows(self, otherwise: int) -> int:
-        """The rows' count for the status, when known without reading them (a big file
-        that only a preview has read is not opened whole here, on the caller's thread)."""
-        counted = self._num_rows if self._source is None else self._source.counted_rows
-        return otherwise if counted is None else counted
-
     def _publish(
         self,
         phase: str | None,
@@ -1070,10 +1069,11 @@ class BatchRun:
         finished: bool = False,
     ) -> None:
         old = self._status
+        counted = self._counted_rows()
         self._status = RunStatus(
             run_id=self.run_id,
             phase=phase or old.phase,
-            total_records=self._counted_rows(old.total_records),
+            total_records=old.total_records if counted is None else counted,
             jobs=tuple(replace(j) for j in self._jobs),
             started_at=time.time() if started else old.started_at,
             finished_at=time.time() if finished else old.finished_at,
