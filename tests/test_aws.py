@@ -104,3 +104,26 @@ def test_a_runs_clients_read_response_timestamps_with_the_fast_parser(aws: Local
     plain = boto3.client("s3").list_objects_v2(Bucket=aws.bucket, Prefix="stamp")["Contents"][0]
     assert ours["LastModified"] == plain["LastModified"]
     assert ours["LastModified"].tzinfo == dt.timezone.utc  # read by fromisoformat
+
+
+def test_the_clients_of_later_runs_parse_no_botocore_data_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each run has a botocore session of its own; the service models and endpoint rules
+    they need are read from botocore's data files once in the process, not once a run."""
+    import botocore.loaders
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    aws_module.Clients.create()  # whatever an earlier test left unread is read here
+    loaded: list[str] = []
+    real_load = botocore.loaders.JSONFileLoader.load_file
+
+    def counted(self: Any, file_path: str) -> Any:
+        loaded.append(file_path)
+        return real_load(self, file_path)
+
+    monkeypatch.setattr(botocore.loaders.JSONFileLoader, "load_file", counted)
+    clients = aws_module.Clients.create()
+    assert loaded == []
+    assert clients.s3.meta.service_model.service_name == "s3"
+    assert clients.bedrock.meta.service_model.service_name == "bedrock"
