@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
-from bedrock_batch_nb import BatchInputError, BatchRun, UnknownModelError
+from bedrock_batch_nb import BatchInputError, BatchRun, UnknownModelError, sources
 from bedrock_batch_nb.config import RunConfig
 
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -198,6 +199,39 @@ def test_a_parquet_file_is_checked_with_the_same_messages(tmp_path: Path) -> Non
     ok = BatchRun(str(path), CLAUDE, "About {n}: {topic}", max_records_total=3)
     with pytest.raises(BatchInputError, match="Only 3 row"):
         ok.validate()
+
+
+def test_check_setup_finds_what_needs_no_rows_and_reads_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frame = topics(300)
+    frame.loc[250, "topic"] = ""
+    path = tmp_path / "rows.parquet"
+    frame.to_parquet(path)
+    read: list[int] = []
+    real_read_raw = sources.ParquetSource.read_raw
+
+    def counted(self: sources.ParquetSource, start: int, stop: int, columns: Any = None) -> Any:
+        read.append(stop - start)
+        return real_read_raw(self, start, stop, columns)
+
+    monkeypatch.setattr(sources.ParquetSource, "read_raw", counted)
+    problems = [
+        (CLAUDE, "Joke about {topik}", {}, "'topik'"),
+        (CLAUDE, None, {}, "is a text model: give a prompt template"),
+        (TITAN, None, {"input_text_column": "text"}, "embed the column 'text'"),
+        (CLAUDE, "Joke about {topic}", {"temperature": 7.0}, "temperature"),
+        (CLAUDE, "Joke about {topic}", {"max_records_per_job": 20}, "max_records_per_job=20"),
+    ]
+    for model, prompt, options, expected in problems:
+        with pytest.raises(BatchInputError, match=expected):
+            BatchRun(str(path), model, prompt, **options).check_setup()
+    run = BatchRun(str(path), CLAUDE, "Joke about {topic}")
+    run.check_setup()  # the empty topic in row 250 is not looked at
+    assert read == []
+    with pytest.raises(BatchInputError, match="250"):
+        run.validate()
+    assert sum(read) == 300
 
 
 @pytest.mark.parametrize("dtype", [object, "string"])

@@ -326,7 +326,20 @@ class BatchRun:
             self._prepared = self._prepare()
         return RunPlan(self)
 
-    def _prepare(self) -> Prepared:
+    def check_setup(self) -> None:
+        """Check what :meth:`validate` checks short of reading the rows: options, model,
+        parameters, template, and the columns when the data's schema is known without
+        reading it whole (a Parquet file's, a DataFrame's; not yet a big CSV's).  Raises
+        :class:`BatchInputError` listing every problem.  Quick whatever the data's size:
+        what a notebook checks before it starts a large run, whose rows are then checked
+        in the background before anything is submitted."""
+        problems, _ = self._setup_problems(known_columns_only=True)
+        if problems:
+            raise BatchInputError(problems)
+
+    def _setup_problems(self, *, known_columns_only: bool = False) -> tuple[list[str], list[str]]:
+        """Problems with the options (raised at once), model, parameters, template and the
+        data's columns; and the columns the records are made of."""
         problems = self.config.option_problems()
         if problems:
             raise BatchInputError(problems)
@@ -334,10 +347,17 @@ class BatchRun:
         template = self.template  # raises on a bad template
         problems = list(adapter.validate_params(self.params, system=self.system_prompt))
         source = self.source
-        column_problems, used = check_columns(source.columns, self.config, adapter, template)
-        problems += column_problems
+        columns = source.known_columns if known_columns_only else source.columns
+        if columns is None:  # (checked with the rows): only what does not depend on them
+            columns = list(template.fields) if template else [self.config.input_text_column]
+        column_problems, used = check_columns(columns, self.config, adapter, template)
+        return problems + column_problems, used
+
+    def _prepare(self) -> Prepared:
+        problems, used = self._setup_problems()
+        source, template = self.source, self.template
         values = ValueChecks(used, templated=template is not None)
-        too_long = LengthChecks(adapter)
+        too_long = LengthChecks(self.adapter)
         parts: list[np.ndarray] = []  # each record line's estimated bytes
         chars = 0
         per_char = 1.0

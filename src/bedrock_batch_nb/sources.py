@@ -146,6 +146,11 @@ class RowSource:
         """``num_rows`` when it is known without opening the data whole (None: not yet)."""
         return self.num_rows
 
+    @property
+    def known_columns(self) -> list[str] | None:
+        """``columns`` when they are known without opening the data whole (None: not yet)."""
+        return self.columns
+
     def close(self) -> None:
         """Let go of what reading holds (read-ahead threads and their batches); a later
         read starts again."""
@@ -843,6 +848,11 @@ class DeferredSource(RowSource):
     def counted_rows(self) -> int | None:
         whole = self._whole_source
         return None if whole is None else whole.num_rows
+
+    @property
+    def known_columns(self) -> list[str] | None:
+        whole = self._whole_source
+        return None if whole is None else whole.columns
 
     @property
     def index(self) -> pd.Index:

@@ -9,8 +9,9 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
-from bedrock_batch_nb import BatchRun, UnknownModelError
+from bedrock_batch_nb import BatchInputError, BatchRun, UnknownModelError
 from bedrock_batch_nb.local import LocalBedrock
+from bedrock_batch_nb.notebook import _launch as launching
 from bedrock_batch_nb.notebook.magic import BedrockBatchMagic, DryRun, prompt_from_cell
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -273,6 +274,38 @@ def test_wait_blocks_and_binds(
     assert len(vectors) == 120
     assert len(vectors["embedding"].iloc[0]) == 256
     assert aws.stats.jobs_created == 1
+
+
+def test_a_large_dataset_starts_at_once_and_its_rows_are_checked_before_any_job(
+    ip: InteractiveShell, aws: LocalBedrock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over ``ROWS_CHECKED_IN_THE_CELL`` rows the cell does not read every row: what needs
+    no rows is still refused in the cell, and a bad row fails the run before anything is
+    submitted; under it, the same bad row is refused in the cell."""
+    monkeypatch.setattr(launching, "ROWS_CHECKED_IN_THE_CELL", 100)  # df has 150 rows
+    frame = ip.user_ns["df"].copy()
+    frame.loc[120, "topic"] = None
+    ip.user_ns["df"] = frame
+    message = usage_error(ip, f"df --model {HAIKU}", "A joke about {subject}.")
+    assert "'subject'" in message and "'topic'" in message
+    message = usage_error(ip, f"df --model {HAIKU} --temperature 7")
+    assert "temperature" in message
+    assert "jokes_run" not in ip.user_ns
+
+    line = f"df --model {HAIKU} --out jokes --quiet --option poll_interval=0.05"
+    assert ip.run_cell_magic("bedrock_batch", line, JOKE) is None  # started, not refused
+    run = ip.user_ns["jokes_run"]
+    assert isinstance(run, BatchRun)
+    with pytest.raises(BatchInputError, match="120"):
+        run.wait(30)
+    assert run.status().phase == "failed"
+    assert aws.stats.create_calls == 0
+    assert "jokes" not in ip.user_ns
+
+    monkeypatch.setattr(launching, "ROWS_CHECKED_IN_THE_CELL", 150)
+    message = usage_error(ip, line.replace("jokes", "more_jokes"))
+    assert "120" in message
+    assert "more_jokes_run" not in ip.user_ns
 
 
 def test_launch_without_out_returns_the_run(ip: InteractiveShell, aws: LocalBedrock) -> None:

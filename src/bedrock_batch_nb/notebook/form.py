@@ -24,6 +24,7 @@ from ..pricing import estimate
 from ..progress import ResultSummary, RunProgress, frame_html
 from ..run import BatchRun
 from ._data import columns_of, resolve_data, variable_name
+from ._launch import check_before_start
 
 BUILTIN_MODELS = (
     "anthropic.claude-3-haiku-20240307-v1:0",
@@ -352,7 +353,8 @@ class BatchForm:
         self._guard(self._validate)
 
     def on_launch(self, _: Any = None) -> None:
-        """Validate and start the run in the background; progress and result show below."""
+        """Check and start the run in the background (a large dataset's rows are checked
+        there: `check_before_start`); progress and result show below."""
         self._guard(self._launch)
 
     def on_resume(self, _: Any = None) -> None:
@@ -414,9 +416,7 @@ class BatchForm:
         self._start(BatchRun.resume(run_id, **where), out)
 
     def _start(self, run: BatchRun, out: str) -> None:
-        run.validate()
-        run.config.resolved_bucket()
-        run.config.resolved_role_arn()
+        check_before_start(run)  # (a large dataset's rows: in the background)
         self.result = None
         self.result_table.value = ""
         self.progress = RunProgress(run, widgets=True, display=False)

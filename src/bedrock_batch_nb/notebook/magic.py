@@ -31,6 +31,7 @@ from ..pricing import CostEstimate, estimate
 from ..progress import RunProgress
 from ..run import BatchRun, RunPlan, list_runs
 from ._data import resolve_data
+from ._launch import check_before_start
 
 FLAG_OPTIONS = {
     "system": "system_prompt",
@@ -357,10 +358,9 @@ class BedrockBatchMagic(Magics):
     def launch(
         self, run: BatchRun, *, out: str | None, wait: bool = False, progress: bool = True
     ) -> Any:
-        """Validate and start ``run``; bind ``<out>_run`` now and ``<out>`` when it ends."""
-        run.validate()
-        run.config.resolved_bucket()
-        run.config.resolved_role_arn()
+        """Check and start ``run`` (:func:`check_before_start`: a large dataset's rows are
+        checked in the background); bind ``<out>_run`` now and ``<out>`` when it ends."""
+        check_before_start(run)
         display = RunProgress(run) if progress else None
         run.start()
         self.runs.append(run)
