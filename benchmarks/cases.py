@@ -1089,6 +1089,149 @@ def background_run(
     )
 
 
+KERNEL_SETUP = """
+%load_ext bedrock_batch_nb
+import asyncio, json, resource, time
+from bedrock_batch_nb.aws import Clients
+Clients.create()  # botocore's first client loads its data (as an earlier preview would)
+_bench = {"samples": [], "cells": [], "stop": False}
+_bench_ns = get_ipython().user_ns
+
+def _bench_cell_start(info):
+    _bench["cells"].append([time.monotonic(), None])
+
+def _bench_cell_end(result):
+    if _bench["cells"]:  # (not the set-up cell, which registers these)
+        _bench["cells"][-1][1] = time.monotonic()
+
+get_ipython().events.register("pre_run_cell", _bench_cell_start)
+get_ipython().events.register("post_run_cell", _bench_cell_end)
+
+async def _bench_monitor():
+    while not _bench["stop"]:
+        before = time.monotonic()
+        await asyncio.sleep(0.010)
+        run = _bench_ns.get("answers_run")
+        phase = "idle" if run is None else run.status().phase
+        _bench["samples"].append((before, time.monotonic() - before - 0.010, phase))
+
+_bench_base_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+_bench_task = asyncio.ensure_future(_bench_monitor())  # on the kernel's own event loop
+"""
+
+KERNEL_REPORT = """
+_bench["stop"] = True
+await _bench_task
+_cell = _bench["cells"][0]  # the %%bedrock_batch cell
+_lags = sorted(lag for _t, lag, _p in _bench["samples"])
+_after = sorted(lag for t, lag, _p in _bench["samples"] if t >= _cell[1])
+_by_phase = {}
+for _t, _lag, _phase in _bench["samples"]:
+    _by_phase[_phase] = max(_by_phase.get(_phase, 0.0), _lag)
+print(json.dumps({
+    "cell_ms": (_cell[1] - _cell[0]) * 1000,
+    "lag_max_ms": _lags[-1] * 1000,
+    "lag_p99_ms": _lags[int(0.99 * (len(_lags) - 1))] * 1000,
+    "lag_max_after_cell_ms": _after[-1] * 1000,
+    "lag_p99_after_cell_ms": _after[int(0.99 * (len(_after) - 1))] * 1000,
+    "lag_over_100ms": sum(1 for v in _lags if v > 0.1),
+    "lag_max_by_phase_ms": {k: round(v * 1000, 1) for k, v in _by_phase.items()},
+    "samples": len(_lags),
+    "lag_worst": [  # (start of the sleep after the cell's start s, lag ms, phase)
+        [round(t - _cell[0], 3), round(lag * 1000, 1), p]
+        for t, lag, p in sorted(_bench["samples"], key=lambda s: -s[1])[:5]
+    ],
+    "rows": len(answers),
+    "answered": int(answers["response"].notna().sum()),
+    "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "base_rss_mib": _bench_base_mib,
+}))
+"""
+
+
+def case_kernel_lag(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The notebook as its users have it: a real IPython kernel (started by jupyter_client,
+    as JupyterLab starts one) runs the ``%%bedrock_batch`` cell on the Parquet file, the
+    emulator in another process.  A task on the kernel's own event loop records how late
+    it wakes (as ``loop_lag``), and from outside a one-line cell is sent every
+    ``PROBE_S`` and the time to its reply recorded: how long a user waits for another
+    cell while the run works."""
+    from jupyter_client.manager import start_new_kernel
+
+    probe_s = 0.1
+    path = simplecot_path(args.data_dir, size)
+    cache = tempfile.mkdtemp(prefix="bench-cache-")
+    with emulator_process() as env, contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, cache, True)
+        kernel_env = {**os.environ, **env, "BEDROCK_BATCH_CACHE_DIR": cache}
+        manager, client = start_new_kernel(kernel_name="python3", env=kernel_env)
+        cleanup.callback(manager.shutdown_kernel, now=True)
+        cleanup.callback(client.stop_channels)
+
+        def execute(code: str, timeout: float = 120.0) -> str:
+            """Run a cell; its printed output (an error raises)."""
+            printed: list[str] = []
+
+            def hook(msg: dict[str, Any]) -> None:
+                if msg["msg_type"] == "stream":
+                    printed.append(msg["content"]["text"])
+
+            reply = client.execute_interactive(code, timeout=timeout, output_hook=hook)
+            if reply["content"]["status"] != "ok":
+                raise AssertionError(f"cell failed: {reply['content']}\n{code}")
+            return "".join(printed)
+
+        execute(KERNEL_SETUP)
+        magic = (
+            f"%%bedrock_batch {path} --model {datagen.CLAUDE_ID} --out answers "
+            f"--records-per-job {args.records_per_job} --concurrent-jobs 20 "
+            f"--poll-interval {args.poll_interval} --bucket {env['BEDROCK_BATCH_BUCKET']} "
+            f"--role {env['BEDROCK_BATCH_ROLE_ARN']} --option max_record_retries=0\n"
+        )
+        begin = time.perf_counter()
+        execute(magic + datagen.TEMPLATE)
+        probes: list[float] = []
+        phase = ""
+        while phase not in ("'done'", "'failed'", "'stopped'"):
+            if time.perf_counter() - begin > 900:
+                raise AssertionError(f"the run did not end: {phase}")
+            time.sleep(probe_s)
+            sent = time.perf_counter()
+            msg_id = client.execute(
+                "pass", silent=True, user_expressions={"phase": "answers_run.status().phase"}
+            )
+            while True:
+                reply = client.get_shell_msg(timeout=60)
+                if reply["parent_header"].get("msg_id") == msg_id:
+                    break
+            probes.append(time.perf_counter() - sent)
+            found = reply["content"]["user_expressions"]["phase"]
+            phase = found.get("data", {}).get("text/plain", str(found))
+            with contextlib.suppress(Exception):
+                while client.get_iopub_msg(timeout=0):  # the progress widget's updates
+                    pass
+        total = time.perf_counter() - begin
+        figures = json.loads(execute(KERNEL_REPORT).strip().splitlines()[-1])
+    if phase != "'done'" or figures["answered"] != size or figures["rows"] != size:
+        raise AssertionError(f"the run ended {phase}: {figures['answered']} of {size} answered")
+    ordered = sorted(probes)
+    peak, base = figures.pop("peak_rss_mib"), figures.pop("base_rss_mib")
+    return {
+        "stage": "kernel_lag",
+        "rows": size,
+        "seconds": round(total, 3),
+        "rows_per_s": round(size / total, 1),
+        "peak_rss_mib": round(peak, 1),
+        "rss_rise_mib": round(peak - base, 1),
+        "seconds_note": "seconds = the %%bedrock_batch cell sent to the run's end (seen by a "
+        f"probe every {probe_s} s); the kernel's figures",
+        **{k: round(v, 1) if isinstance(v, float) else v for k, v in figures.items()},
+        "probe_max_ms": round(ordered[-1] * 1000, 1),
+        "probe_p99_ms": round(ordered[int(0.99 * (len(ordered) - 1))] * 1000, 1),
+        "probes": len(ordered),
+    }
+
+
 CASES: dict[str, Callable[[int, argparse.Namespace], dict[str, Any]]] = {
     "prepare_text_pure": case_prepare_text_pure,
     "prepare_embed_pure": case_prepare_embed_pure,
@@ -1105,6 +1248,7 @@ CASES: dict[str, Callable[[int, argparse.Namespace], dict[str, Any]]] = {
     "run_streamed": case_run_streamed,
     "orchestrate": case_orchestrate,
     "loop_lag": case_loop_lag,
+    "kernel_lag": case_kernel_lag,
 }
 
 

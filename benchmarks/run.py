@@ -66,6 +66,7 @@ FULL: list[tuple[str, int, tuple[str, ...]]] = [
     ("orchestrate", 45, ("--cap", "20", "--job-seconds", "5.0", "--poll-interval", "0.1")),
     ("loop_lag", 200_000, ("--poll-interval", "0.5")),
     ("run_streamed", 200_000, ("--poll-interval", "0.5")),
+    ("kernel_lag", 200_000, ("--poll-interval", "0.5")),
 ]
 SMOKE: list[tuple[str, int, tuple[str, ...]]] = [
     ("prepare_text_pure", 2_000, ()),
@@ -85,6 +86,7 @@ SMOKE: list[tuple[str, int, tuple[str, ...]]] = [
     ("orchestrate", 5, ("--cap", "2", "--job-seconds", "0.2", "--poll-interval", "0.05")),
     ("loop_lag", 2_000, ("--poll-interval", "0.2")),
     ("run_streamed", 2_000, ("--poll-interval", "0.2")),
+    ("kernel_lag", 2_000, ("--poll-interval", "0.2", "--records-per-job", "1000")),
 ]
 
 
@@ -121,7 +123,7 @@ def engine_version() -> str:
 
 def data_needed(case: str, size: int, fmt: str = "parquet") -> tuple[str, int] | None:
     case = case.removeprefix("reference_")
-    if case.startswith("prepare") or case in ("s3_floor", "loop_lag", "run_streamed"):
+    if case.startswith("prepare") or case in ("s3_floor", "loop_lag", "run_streamed", "kernel_lag"):
         return ("simplecot" if fmt == "parquet" else f"simplecot-{fmt}", size)
     if case == "collect_embed_pure":
         return ("embed", size)
@@ -290,7 +292,7 @@ def verdict(out: Outcome, everything: list[Outcome]) -> tuple[str, str]:
         return text, ("ok" if ok else f"x{m['vs_ideal_nominal']:.2f} of ideal")
     if case == "s3_floor":
         return "(no goal: the upload alone, for the staged case)", "-"
-    if case in ("loop_lag", "run_streamed"):
+    if case in ("loop_lag", "run_streamed", "kernel_lag"):
         ok = m["lag_max_ms"] <= GOAL_LAG_MS
         return f"max lag <= {GOAL_LAG_MS:.0f} ms", ("ok" if ok else f"{m['lag_max_ms']:,.0f} ms")
     return "-", "-"
@@ -340,6 +342,13 @@ def notes(out: Outcome) -> str:
             f"start() blocks {m['start_block_ms']:,.0f} ms; after it: max "
             f"{human(m['lag_max_after_start_ms'])} ms, p99 {human(m['lag_p99_after_start_ms'])} "
             f"ms; worst by phase (ms): {worst or '-'}"
+        )
+    if out.case == "kernel_lag":
+        return (
+            f"the cell returns in {m['cell_ms']:,.0f} ms; after it: max "
+            f"{human(m['lag_max_after_cell_ms'])} ms, p99 {human(m['lag_p99_after_cell_ms'])} ms; "
+            f"a one-line cell answers in {human(m['probe_p99_ms'])} ms p99, "
+            f"{human(m['probe_max_ms'])} max"
         )
     if out.case == "collect_network":
         return (
