@@ -89,6 +89,30 @@ SMOKE: list[tuple[str, int, tuple[str, ...]]] = [
     ("kernel_lag", 2_000, ("--poll-interval", "0.2", "--records-per-job", "1000")),
 ]
 
+# Scripts that time one thing by hand (benchmarks/README.md), run once on the smoke run's
+# data so that they cannot rot either: (script, data file).
+SMOKE_SCRIPTS = [
+    ("start_after_preview.py", "simplecot-v1-2000.csv"),
+    ("magic_cell.py", "simplecot-v1-2000.parquet"),
+]
+
+
+def run_scripts(data_dir: Path) -> list[str]:
+    """Run ``SMOKE_SCRIPTS``; the failures, described."""
+    failures = []
+    for script, data in SMOKE_SCRIPTS:
+        done = subprocess.run(
+            [sys.executable, str(HERE / script), str(data_dir / data)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        last = done.stdout.strip().splitlines()[-1:] or [""]
+        print(f"[{script}] exit {done.returncode}: {last[0]}", file=sys.stderr, flush=True)
+        if done.returncode != 0:
+            failures.append(f"{script}: exit {done.returncode}\n{done.stderr[-2000:]}")
+    return failures
+
 
 def memory_rise(source_format: str) -> str:
     """Which memory figure a prepare case's goal holds: a Hugging Face dataset is a
@@ -512,6 +536,7 @@ def main(argv: list[str] | None = None) -> int:
             if sink is not None:
                 print(json.dumps(line), file=sink, flush=True)
             outcomes.append(out)
+        script_failures = run_scripts(data_dir) if args.smoke and not args.only else []
     finally:
         if sink is not None:
             sink.close()
@@ -524,7 +549,9 @@ def main(argv: list[str] | None = None) -> int:
     failed = [o for o in outcomes if o.status == "crashed" or (args.smoke and o.status != "ok")]
     for o in failed:
         print(f"\nFAILED {o.label} {o.size:,}: {o.status}\n{o.detail}", file=sys.stderr)
-    return 1 if failed else 0
+    for failure in script_failures:
+        print(f"\nFAILED {failure}", file=sys.stderr)
+    return 1 if failed or script_failures else 0
 
 
 if __name__ == "__main__":

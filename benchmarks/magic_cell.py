@@ -1,0 +1,61 @@
+"""How long the ``%%bedrock_batch`` cell holds the notebook when it names a big file.
+
+The cell checks what needs no rows, starts the run and returns; a dataset over
+``ROWS_CHECKED_IN_THE_CELL`` rows (or of a size not known before it is read) has its rows
+checked on the run's thread::
+
+    .venv/bin/python benchmarks/magic_cell.py /tmp/bench-data/simplecot-v1-2200000.parquet
+
+(``benchmarks/cases.py generate simplecot[-csv] 2200000 --data-dir /tmp/bench-data`` makes
+such files.)  A real IPython ``InteractiveShell`` runs the cell against the emulator;
+prints one JSON line; the run is stopped once the cell has returned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+from IPython.core.interactiveshell import InteractiveShell
+
+from bedrock_batch_nb.local import LocalBedrock
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("path", help="a Parquet, CSV or JSONL file with a source column")
+    args = parser.parse_args()
+    aws = LocalBedrock().start()
+    os.environ.update(aws.env)
+    try:
+        shell = InteractiveShell.instance()
+        shell.run_line_magic("load_ext", "bedrock_batch_nb")
+        line = (
+            f"{args.path} --model anthropic.claude-3-haiku-20240307-v1:0 --out answers --quiet "
+            "--records-per-job 50000"
+        )
+        began = time.perf_counter()
+        shell.run_cell_magic("bedrock_batch", line, "{source}\n\nExplain.")
+        returned = time.perf_counter()
+        run = shell.user_ns["answers_run"]
+        run.stop()
+        try:
+            run.wait(timeout=600)
+        except Exception as exc:  # (a stopped run may end either way; not measured)
+            print(f"# the stopped run ended with {type(exc).__name__}")
+    finally:
+        aws.stop()
+    print(
+        json.dumps(
+            {
+                "file_mib": round(os.path.getsize(args.path) / 2**20),
+                "cell_s": round(returned - began, 3),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
