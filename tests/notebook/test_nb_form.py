@@ -11,6 +11,7 @@ import pytest
 
 from bedrock_batch_nb import BatchRun
 from bedrock_batch_nb.local import LocalBedrock
+from bedrock_batch_nb.notebook import _launch as launching
 from bedrock_batch_nb.notebook.form import BUILTIN_MODELS, BatchForm, form, model_choices
 from bedrock_batch_nb.progress import RunProgress, timeline_text
 
@@ -164,6 +165,26 @@ def test_launch_shows_progress_and_binds_the_result(
     assert "Completed" in f.progress.jobs.value
     assert "Timeline" in f.progress.timeline.value
     assert f.progress.bar.n == 150
+
+
+def test_launch_of_a_large_dataset_shows_its_row_problems_as_the_form_does(
+    aws: LocalBedrock, topics: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over ``ROWS_CHECKED_IN_THE_CELL`` rows, Launch starts at once and the rows are
+    checked in the background: their problems end the run and show as the list of
+    problems a foreground check shows, and nothing is submitted."""
+    monkeypatch.setattr(launching, "ROWS_CHECKED_IN_THE_CELL", 100)
+    frame = topics.copy()
+    frame.loc[[30, 120], "topic"] = ""
+    f = make_form(frame)
+    f.prompt.value = "Tell me a joke about {topic}."
+    f.launch_button.click()
+    assert f.problems == [] and isinstance(f.run, BatchRun)
+    assert f.wait(30) is None
+    assert f.state == "failed"
+    assert len(f.problems) == 1, f.problems
+    assert "'topic' is empty or null in 2 row(s): 30, 120" in f.problems[0]
+    assert aws.stats.create_calls == 0
 
 
 def test_stop_keeps_what_finished(aws: LocalBedrock, topics: pd.DataFrame) -> None:

@@ -277,7 +277,10 @@ def test_wait_blocks_and_binds(
 
 
 def test_a_large_dataset_starts_at_once_and_its_rows_are_checked_before_any_job(
-    ip: InteractiveShell, aws: LocalBedrock, monkeypatch: pytest.MonkeyPatch
+    ip: InteractiveShell,
+    aws: LocalBedrock,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Over ``ROWS_CHECKED_IN_THE_CELL`` rows the cell does not read every row: what needs
     no rows is still refused in the cell, and a bad row fails the run before anything is
@@ -292,7 +295,7 @@ def test_a_large_dataset_starts_at_once_and_its_rows_are_checked_before_any_job(
     assert "temperature" in message
     assert "jokes_run" not in ip.user_ns
 
-    line = f"df --model {HAIKU} --out jokes --quiet --option poll_interval=0.05"
+    line = f"df --model {HAIKU} --out jokes --option poll_interval=0.05"
     assert ip.run_cell_magic("bedrock_batch", line, JOKE) is None  # started, not refused
     run = ip.user_ns["jokes_run"]
     assert isinstance(run, BatchRun)
@@ -301,6 +304,9 @@ def test_a_large_dataset_starts_at_once_and_its_rows_are_checked_before_any_job(
     assert run.status().phase == "failed"
     assert aws.stats.create_calls == 0
     assert "jokes" not in ip.user_ns
+    time.sleep(0.1)
+    shown = capsys.readouterr().err  # the progress display, in text here
+    assert "BatchInputError" in shown and "'topic' is empty or null" in shown, shown
 
     monkeypatch.setattr(launching, "ROWS_CHECKED_IN_THE_CELL", 150)
     message = usage_error(ip, line.replace("jokes", "more_jokes"))

@@ -440,7 +440,10 @@ class BatchForm:
             frame = run.wait()
         except BaseException as exc:
             self.state = "failed"
-            self.say(f"{run.run_id} failed: {type(exc).__name__}: {exc}", "error")
+            if isinstance(exc, BatchInputError):  # a large dataset's rows, checked there
+                self.show_problems(exc.problems)
+            else:
+                self.say(f"{run.run_id} failed: {type(exc).__name__}: {exc}", "error")
         else:
             self.result = frame
             self.state = run.status().phase
