@@ -349,7 +349,9 @@ class BatchRun:
         source = self.source
         columns = source.known_columns if known_columns_only else source.columns
         if columns is None:  # (checked with the rows): only what does not depend on them
-            columns = list(template.fields) if template else [self.config.input_text_column]
+            columns = (
+                [*template.fields] if template is not None else [self.config.input_text_column]
+            )
         column_problems, used = check_columns(columns, self.config, adapter, template)
         return problems + column_problems, used
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
-from bedrock_batch_nb import BatchInputError, BatchRun, UnknownModelError
+from bedrock_batch_nb import BatchInputError, BatchRun, UnknownModelError, sources
 from bedrock_batch_nb.local import LocalBedrock
 from bedrock_batch_nb.notebook import _launch as launching
 from bedrock_batch_nb.notebook.magic import BedrockBatchMagic, DryRun, prompt_from_cell
@@ -312,6 +315,35 @@ def test_a_large_dataset_starts_at_once_and_its_rows_are_checked_before_any_job(
     message = usage_error(ip, line.replace("jokes", "more_jokes"))
     assert "120" in message
     assert "more_jokes_run" not in ip.user_ns
+
+
+def test_a_big_csv_is_read_on_the_runs_thread_not_in_the_cell(
+    ip: InteractiveShell, aws: LocalBedrock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CSV big enough to be converted before it is read: its size and columns are not
+    known in the cell, so the conversion, the column check and the rows' check all happen
+    on the run's thread; a missing column then fails the run before any job."""
+    monkeypatch.setattr(sources, "STREAM_MIN_BYTES", 0)  # every CSV counts as big
+    converted_on: list[str] = []
+    real_convert = sources._convert_to_parquet
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        converted_on.append(threading.current_thread().name)
+        return real_convert(*args, **kwargs)
+
+    monkeypatch.setattr(sources, "_convert_to_parquet", watched)
+    path = tmp_path / "topics.csv"
+    ip.user_ns["df"].to_csv(path, index=False)
+    line = f"{path} --model {HAIKU} --quiet --records-per-job 100 --option poll_interval=0.05"
+    bad = ip.run_cell_magic("bedrock_batch", f"{line} --out bad", "A joke about {subject}.")
+    assert bad is None
+    with pytest.raises(BatchInputError, match="'subject'"):
+        ip.user_ns["bad_run"].wait(30)
+    assert aws.stats.create_calls == 0
+    ip.run_cell_magic("bedrock_batch", f"{line} --out jokes", JOKE)
+    jokes = ip.user_ns["jokes_run"].wait(30)
+    assert len(jokes) == 150 and jokes["response"].notna().all()
+    assert len(converted_on) == 2 and "MainThread" not in converted_on, converted_on
 
 
 def test_launch_without_out_returns_the_run(ip: InteractiveShell, aws: LocalBedrock) -> None:
