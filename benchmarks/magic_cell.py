@@ -14,22 +14,17 @@ prints one JSON line; the run is stopped once the cell has returned.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 
 from IPython.core.interactiveshell import InteractiveShell
-
-from bedrock_batch_nb.local import LocalBedrock
+from start_after_preview import emulated, report, stop
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", help="a Parquet, CSV or JSONL file with a source column")
     args = parser.parse_args()
-    aws = LocalBedrock().start()
-    os.environ.update(aws.env)
-    try:
+    with emulated():
         shell = InteractiveShell.instance()
         shell.run_line_magic("load_ext", "bedrock_batch_nb")
         line = (
@@ -39,22 +34,8 @@ def main() -> None:
         began = time.perf_counter()
         shell.run_cell_magic("bedrock_batch", line, "{source}\n\nExplain.")
         returned = time.perf_counter()
-        run = shell.user_ns["answers_run"]
-        run.stop()
-        try:
-            run.wait(timeout=600)
-        except Exception as exc:  # (a stopped run may end either way; not measured)
-            print(f"# the stopped run ended with {type(exc).__name__}")
-    finally:
-        aws.stop()
-    print(
-        json.dumps(
-            {
-                "file_mib": round(os.path.getsize(args.path) / 2**20),
-                "cell_s": round(returned - began, 3),
-            }
-        )
-    )
+        stop(shell.user_ns["answers_run"])
+    report(args.path, cell_s=returned - began)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,11 @@ that file.)  Prints one JSON line; the run is stopped once ``start()`` has retur
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 
 from bedrock_batch_nb import BatchRun
 from bedrock_batch_nb.local import LocalBedrock
@@ -24,9 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", help="a CSV or JSONL file with source and rationale columns")
     args = parser.parse_args()
-    aws = LocalBedrock().start()
-    os.environ.update(aws.env)
-    try:
+    with emulated():
         run = BatchRun(
             args.path,
             "anthropic.claude-3-haiku-20240307-v1:0",
@@ -37,22 +37,34 @@ def main() -> None:
         previewed = time.perf_counter()
         run.start()
         started = time.perf_counter()
-        run.stop()
-        try:
-            run.wait(timeout=600)
-        except Exception as exc:  # (a stopped run may end either way; not measured)
-            print(f"# the stopped run ended with {type(exc).__name__}")
+        stop(run)
+    report(args.path, preview_s=previewed - began, start_s=started - previewed)
+
+
+@contextlib.contextmanager
+def emulated() -> Iterator[None]:
+    """The emulator, reached through the environment, for as long as the block runs."""
+    aws = LocalBedrock().start()
+    os.environ.update(aws.env)
+    try:
+        yield
     finally:
         aws.stop()
-    print(
-        json.dumps(
-            {
-                "file_mib": round(os.path.getsize(args.path) / 2**20),
-                "preview_s": round(previewed - began, 3),
-                "start_s": round(started - previewed, 3),
-            }
-        )
-    )
+
+
+def stop(run: BatchRun) -> None:
+    """Stop the run once what is timed is over, and let it end (not measured)."""
+    run.stop()
+    try:
+        run.wait(timeout=600)
+    except Exception as exc:  # (a stopped run may end either way)
+        print(f"# the stopped run ended with {type(exc).__name__}")
+
+
+def report(path: str, **seconds: float) -> None:
+    """The one JSON line: the file's size and the times measured."""
+    figures = {name: round(value, 3) for name, value in seconds.items()}
+    print(json.dumps({"file_mib": round(os.path.getsize(path) / 2**20), **figures}))
 
 
 if __name__ == "__main__":
