@@ -1153,9 +1153,9 @@ def case_kernel_lag(size: int, args: argparse.Namespace) -> dict[str, Any]:
     """The notebook as its users have it: a real IPython kernel (started by jupyter_client,
     as JupyterLab starts one) runs the ``%%bedrock_batch`` cell on the Parquet file, the
     emulator in another process.  A task on the kernel's own event loop records how late
-    it wakes (as ``loop_lag``), and from outside a one-line cell is sent every
-    ``PROBE_S`` and the time to its reply recorded: how long a user waits for another
-    cell while the run works."""
+    it wakes (as ``loop_lag``), and from outside a one-line cell is sent every 0.1 s and
+    the time to its reply recorded: how long a user waits for another cell while the run
+    works."""
     from jupyter_client.manager import start_new_kernel
 
     probe_s = 0.1
