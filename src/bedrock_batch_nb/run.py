@@ -890,19 +890,17 @@ class BatchRun:
                 f"The results could not be written as Parquet ({exc}); the jobs' outputs are "
                 f"under {self.layout.output_uri}."
             ) from exc
-        upload(
-            clients.s3,
-            path,
-            self.layout.bucket,
-            self.layout.results_key,
-            ContentType=PARQUET_CONTENT_TYPE,
-            **self._put,
-        )
+        self._upload_results_file(clients.s3, str(path), self.layout.results_uri)
         return pa_dataset.dataset(str(path), format="parquet"), (
             f"{self.num_rows:,} rows (over max_frame_rows): results written to "
             f"{self.layout.results_uri} and {path}; wait() returns a pyarrow dataset over them "
             "(run.iter_batches() reads them a batch at a time)."
         )
+
+    def _upload_results_file(self, s3: Any, path: str, uri: str) -> None:
+        """Upload a results Parquet file written on this machine to ``uri``."""
+        bucket, key = parse_s3_uri(uri)
+        upload(s3, path, bucket, key, ContentType=PARQUET_CONTENT_TYPE, **self._put)
 
     @property
     def local_results_path(self) -> Path:
@@ -999,15 +997,7 @@ class BatchRun:
         if not isinstance(frame, pd.DataFrame):  # a large run: its file, as written
             local = self.local_results_path
             if path.startswith("s3://"):
-                bucket, key = parse_s3_uri(path)
-                upload(
-                    self.clients.s3,
-                    local,
-                    bucket,
-                    key,
-                    ContentType=PARQUET_CONTENT_TYPE,
-                    **self._put,
-                )
+                self._upload_results_file(self.clients.s3, str(local), path)
             else:
                 shutil.copyfile(local, path)
             return path
