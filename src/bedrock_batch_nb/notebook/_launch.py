@@ -10,7 +10,7 @@ checked before the run starts, so that a problem is an error in the cell or the 
 itself.  Beyond it, and for data whose size is not known until it is read whole (a big
 CSV or JSONL file, an ``s3://`` object), the rows are checked in the background as the
 run's first step, before anything is staged or submitted: reading 200,000 rows held the
-kernel for 0.4 s, 2.2 million for several, and a large file on S3 for its download."""
+kernel for 0.3-0.4 s, 2.2 million for 2.5-6 s, and a large file on S3 for its download."""
 
 
 def check_before_start(run: BatchRun) -> None:
