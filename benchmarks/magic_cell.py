@@ -5,6 +5,7 @@ The cell checks what needs no rows, starts the run and returns; a dataset over
 checked on the run's thread::
 
     .venv/bin/python benchmarks/magic_cell.py /tmp/bench-data/simplecot-v1-2200000.parquet
+    .venv/bin/python benchmarks/magic_cell.py --s3 /tmp/bench-data/simplecot-v1-2200000.csv
 
 (``benchmarks/cases.py generate simplecot[-csv] 2200000 --data-dir /tmp/bench-data`` makes
 such files.)  A real IPython ``InteractiveShell`` runs the cell against the emulator;
@@ -14,8 +15,10 @@ prints one JSON line; the run is stopped once the cell has returned.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
+import boto3
 from IPython.core.interactiveshell import InteractiveShell
 from start_after_preview import emulated, report, stop
 
@@ -23,12 +26,20 @@ from start_after_preview import emulated, report, stop
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", help="a Parquet, CSV or JSONL file with a source column")
+    parser.add_argument(
+        "--s3", action="store_true", help="upload it to the emulator's S3 first (not timed)"
+    )
     args = parser.parse_args()
     with emulated():
+        data = args.path
+        if args.s3:
+            bucket, key = os.environ["BEDROCK_BATCH_BUCKET"], f"data/{os.path.basename(data)}"
+            boto3.client("s3").upload_file(data, bucket, key)
+            data = f"s3://{bucket}/{key}"
         shell = InteractiveShell.instance()
         shell.run_line_magic("load_ext", "bedrock_batch_nb")
         line = (
-            f"{args.path} --model anthropic.claude-3-haiku-20240307-v1:0 --out answers --quiet "
+            f"{data} --model anthropic.claude-3-haiku-20240307-v1:0 --out answers --quiet "
             "--records-per-job 50000"
         )
         began = time.perf_counter()
