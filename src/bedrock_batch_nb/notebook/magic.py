@@ -14,6 +14,7 @@ BedrockBatchMagic.show_tracebacks = True`` raises the original exception instead
 from __future__ import annotations
 
 import ast
+import gc
 import html
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -448,3 +449,9 @@ def user_message(exc: BaseException) -> str:
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext bedrock_batch_nb``: register the magics (configurable via %config)."""
     ipython.register_magics(BedrockBatchMagic(shell=ipython))
+    # The imports behind the magics leave the kernel with objects that Python's cyclic
+    # garbage collector has not yet scanned in a full collection, and the next one scans
+    # every object in the kernel, holding the GIL: 90 ms in a fresh kernel, which fell
+    # into the first run's background thread and so held the kernel's event loop.
+    # Collected here, the pause falls in this cell, beside the imports' second or so.
+    gc.collect()
