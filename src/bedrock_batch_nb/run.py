@@ -1053,11 +1053,14 @@ class BatchRun:
         return asyncio.wrap_future(self._future).__await__()
 
     def stop(self) -> None:
-        """Stop the run's jobs; what finished is collected and returned by ``wait()``."""
+        """Stop the run's jobs; what finished is collected and returned by ``wait()``.
+        Stopping a run that has ended changes nothing."""
         self._stop.set()
         loop, orchestrator = self._loop, self._orchestrator
         if loop is not None and orchestrator is not None:
-            loop.call_soon_threadsafe(orchestrator.request_stop)
+            # The run's loop is closed once the run has ended: nothing is left to stop.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(orchestrator.request_stop)
 
     def status(self) -> RunStatus:
         """A snapshot: phase, and per job its status, counts and times."""

@@ -380,6 +380,15 @@ def test_stop_keeps_every_row(aws: LocalBedrock) -> None:
     assert aws.stats.jobs_created == 1
 
 
+def test_stop_after_the_run_ended_changes_nothing(aws: LocalBedrock) -> None:
+    run = BatchRun(topics(100), CLAUDE, "Joke about {topic}", **FAST)
+    out = run.start().wait(timeout=60)
+    run.stop()  # e.g. a stop button pressed as the run ended
+    assert run.status().phase == "done"
+    assert run.wait() is out
+    assert out["error"].isna().all()
+
+
 def test_run_batch_with_a_registered_prompt(aws: LocalBedrock) -> None:
     df = topics(100)
     out = run_batch(df, CLAUDE, prompt_id="joke_about_topic", progress=False, **FAST)
