@@ -1091,11 +1091,22 @@ def background_run(
 
 KERNEL_SETUP = """
 %load_ext bedrock_batch_nb
-import asyncio, json, resource, time
+import asyncio, gc, json, resource, threading, time
 from bedrock_batch_nb.aws import Clients
 Clients.create()  # botocore's first client loads its data (as an earlier preview would)
-_bench = {"samples": [], "cells": [], "stop": False}
+_bench = {"samples": [], "cells": [], "stop": False, "gc": [], "gc_start": 0.0}
 _bench_ns = get_ipython().user_ns
+
+def _bench_gc(phase, info):  # the garbage collector's pauses: it holds the GIL throughout
+    if phase == "start":
+        _bench["gc_start"] = time.monotonic()
+        return
+    took = time.monotonic() - _bench["gc_start"]
+    if info["generation"] == 2 or took > 0.02:
+        name = threading.current_thread().name
+        _bench["gc"].append((_bench["gc_start"], took, info["generation"], name))
+
+gc.callbacks.append(_bench_gc)
 
 def _bench_cell_start(info):
     _bench["cells"].append([time.monotonic(), None])
@@ -1140,6 +1151,10 @@ print(json.dumps({
     "lag_worst": [  # (start of the sleep after the cell's start s, lag ms, phase)
         [round(t - _cell[0], 3), round(lag * 1000, 1), p]
         for t, lag, p in sorted(_bench["samples"], key=lambda s: -s[1])[:5]
+    ],
+    "gc_pauses": [  # (start after the cell's start s, ms, generation, thread)
+        [round(t - _cell[0], 3), round(took * 1000, 1), gen, name]
+        for t, took, gen, name in _bench["gc"]
     ],
     "rows": len(answers),
     "answered": int(answers["response"].notna().sum()),
