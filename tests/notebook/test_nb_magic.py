@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -398,50 +397,3 @@ def test_resume_of_an_unknown_run_is_one_usage_error(
 ) -> None:
     with pytest.raises(UsageError, match="No run 'nope-1'"):
         ip.run_line_magic("bedrock_batch", "--resume nope-1")
-
-
-def test_a_fresh_kernels_first_run_is_not_held_up_by_a_full_garbage_collection(
-    aws: LocalBedrock, tmp_path: Path
-) -> None:
-    """In a real kernel, ``%load_ext`` pays for the collection its imports owe: a full
-    collection scans every object in the kernel while holding the GIL (~90 ms), and
-    without it one fell into the first run's background thread and held the kernel's
-    event loop.  From ``%load_ext`` to the first run's end, none may happen."""
-    from jupyter_client.manager import start_new_kernel
-
-    env = {**os.environ, **aws.env, "BEDROCK_BATCH_CACHE_DIR": str(tmp_path)}
-    manager, client = start_new_kernel(kernel_name="python3", env=env)
-    try:
-
-        def execute(code: str) -> str:
-            printed: list[str] = []
-
-            def hook(msg: dict[str, Any]) -> None:
-                if msg["msg_type"] == "stream":
-                    printed.append(msg["content"]["text"])
-
-            reply = client.execute_interactive(code, timeout=120, output_hook=hook)
-            assert reply["content"]["status"] == "ok", reply["content"]
-            return "".join(printed)
-
-        execute(
-            "%load_ext bedrock_batch_nb\n"
-            "import gc, threading\n"
-            "full = []\n"
-            "gc.callbacks.append(lambda phase, info: full.append(threading.current_thread().name)"
-            " if phase == 'start' and info['generation'] == 2 else None)\n"
-        )
-        execute(
-            "import pandas as pd\n"
-            "df = pd.DataFrame({'topic': [f'topic number {i}' for i in range(150)]})\n"
-        )
-        execute(
-            f"%%bedrock_batch df --model {HAIKU} --out jokes --quiet "
-            f"--records-per-job 100 --option poll_interval=0.05\n{JOKE}"
-        )
-        execute("_ = jokes_run.wait(60)")
-        assert execute("print(len(jokes), jokes['response'].notna().sum())") == "150 150\n"
-        assert execute("print(full)") == "[]\n"
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)

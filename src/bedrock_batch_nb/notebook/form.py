@@ -24,7 +24,7 @@ from ..pricing import estimate
 from ..progress import ResultSummary, RunProgress, frame_html
 from ..run import BatchRun
 from ._data import columns_of, resolve_data, variable_name
-from ._launch import check_before_start
+from ._launch import check_before_start, collect_what_imports_left
 
 BUILTIN_MODELS = (
     "anthropic.claude-3-haiku-20240307-v1:0",
@@ -271,6 +271,7 @@ class BatchForm:
         self.model.observe(lambda _: self._show_model(), names="value")
         self._show_columns()
         self._show_model()
+        collect_what_imports_left()
 
     # ---- what the fields say -------------------------------------------------------------
 

@@ -14,7 +14,6 @@ BedrockBatchMagic.show_tracebacks = True`` raises the original exception instead
 from __future__ import annotations
 
 import ast
-import gc
 import html
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,7 +31,7 @@ from ..pricing import CostEstimate, estimate
 from ..progress import RunProgress
 from ..run import BatchRun, RunPlan, list_runs
 from ._data import resolve_data
-from ._launch import check_before_start
+from ._launch import check_before_start, collect_what_imports_left
 
 FLAG_OPTIONS = {
     "system": "system_prompt",
@@ -449,9 +448,4 @@ def user_message(exc: BaseException) -> str:
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext bedrock_batch_nb``: register the magics (configurable via %config)."""
     ipython.register_magics(BedrockBatchMagic(shell=ipython))
-    # The imports behind the magics leave the kernel with objects that Python's cyclic
-    # garbage collector has not yet scanned in a full collection, and the next one scans
-    # every object in the kernel, holding the GIL: 90 ms in a fresh kernel, which fell
-    # into the first run's background thread and so held the kernel's event loop.
-    # Collected here, the pause falls in this cell, beside the imports' second or so.
-    gc.collect()
+    collect_what_imports_left()
