@@ -146,17 +146,19 @@ def test_few_failures_say_why_they_were_not_retried(aws: LocalBedrock) -> None:
 
 
 def test_corrupt_output_lines_are_counted_and_retried(aws: LocalBedrock) -> None:
-    aws.faults.corrupt_output_lines = 0.3
+    rate = 0.4  # (which lines are corrupted depends on the job ids: new every run)
+    aws.faults.corrupt_output_lines = rate
     df = topics(400)
     run = BatchRun(df, CLAUDE, TEMPLATE, max_records_per_job=200, max_record_retries=3, **FAST)
     out = run.wait(timeout=120)
     assert_every_row_once(out, df)
     first = [job for job in run.status().jobs if job.attempt == 0]
-    assert all(job.unreadable_lines > 20 for job in first)
-    # about 120 rows are retried in one job; the few corrupted again are fewer than a
-    # job's minimum: they stay failed, and say that their line was unreadable.
+    assert all(job.unreadable_lines > 40 for job in first)  # about 80 of 200 each
+    # About 160 rows are retried in one job (at a rate of 0.3, now and then fewer than
+    # the 100 a job needs); the ~64 corrupted again are fewer than a job's minimum: they
+    # stay failed, and say that their line was unreadable.
     failed = out.loc[out["error"].notna(), "error"]
-    assert 0 < len(failed) < 0.3 * 0.5 * len(df)
+    assert 0 < len(failed) < 0.6 * rate * len(df)
     assert failed.str.contains("unreadable line").all()
 
 
