@@ -1,4 +1,5 @@
-"""What the magic and the form check in the foreground before they start a run."""
+"""What the magic and the form do in the foreground before a run starts: check it, and
+run the garbage collection their imports made due."""
 
 from __future__ import annotations
 
