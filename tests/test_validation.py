@@ -283,3 +283,25 @@ def test_a_shuffled_dataset_builds_the_records_of_its_own_order() -> None:
     for run in runs:
         run.validate()
     assert runs[0].record_body(range(300)) == runs[1].record_body(range(300))
+
+
+@pytest.mark.parametrize("source", ["frame", "parquet"])
+def test_planned_input_bytes_cover_the_files_staging_builds(source: str, tmp_path: Path) -> None:
+    """The plan sizes jobs from a sample's bytes per character (escapes, UTF-8); the files
+    staging then builds must fit the plan, and so the input file limit."""
+    pieces = ['say "hi"', "back\\slash", "line\nbreak", "tab\there", "café", "日本語", "🙂"]
+    texts = [" ".join(pieces[j % len(pieces)] for j in range(1 + i % 40)) for i in range(600)]
+    df = pd.DataFrame({"topic": texts})
+    data: Any = df
+    if source == "parquet":
+        data = str(tmp_path / "rows.parquet")
+        df.to_parquet(data)
+    limit = 60_000
+    run = BatchRun(data, CLAUDE, "Joke about {topic}", max_input_file_bytes=limit)
+    plan = run.plan()
+    assert len(plan) > 1  # cut by bytes, not by records
+    for first, records, planned in zip(
+        plan["first_row"], plan["records"], plan["input_bytes"], strict=True
+    ):
+        body = run.record_body(range(first, first + records))
+        assert len(body) <= planned <= limit

@@ -84,12 +84,11 @@ def failure_hint(message: str | None) -> str:
     return "See the job's message in run.status().jobs_frame()."
 
 
-def _every_nth(rows: Rows, step: int) -> pd.DataFrame:
-    """A sample of rows, as a DataFrame."""
+def _every_nth(rows: Rows, step: int) -> Rows:
+    """A sample of rows, in the form they came in."""
     step = max(1, step)
     if isinstance(rows, pa.Table):
-        sample: pd.DataFrame = rows.take(np.arange(0, rows.num_rows, step)).to_pandas()
-        return sample
+        return rows.take(np.arange(0, rows.num_rows, step))
     picked: pd.DataFrame = rows.iloc[::step]
     return picked
 
@@ -408,14 +407,14 @@ class BatchRun:
             return template.render_arrow(rows)
         return text_array(column_of(rows, self.config.input_text_column))
 
-    def _bytes_per_char(self, sample: pd.DataFrame) -> tuple[int, float]:
+    def _bytes_per_char(self, sample: Rows) -> tuple[int, float]:
         """How record lines' bytes follow from their texts' characters: a fixed part, and
         the bytes per character (escapes, UTF-8) measured on a sample of rows with 10% to
         spare, so that staging's real sizes stay under the plan's."""
         builder = self._builder()
         fixed = len(builder.body([""], [0]))
-        texts = self.texts(sample).tolist()
-        chars = sum(len(t) for t in texts)
+        texts = self.text_array(sample)  # (what staging builds the records from)
+        chars = int(self.text_lengths(sample).sum())
         sample_bytes = len(builder.body(texts, range(len(texts))))
         ratio = (sample_bytes - fixed * len(texts)) / chars if chars else 1.0
         return fixed, ratio * 1.1
