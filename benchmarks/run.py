@@ -318,8 +318,10 @@ def verdict(out: Outcome, everything: list[Outcome]) -> tuple[str, str]:
     if case == "s3_floor":
         return "(no goal: the upload alone, for the staged case)", "-"
     if case in ("loop_lag", "run_streamed", "kernel_lag"):
-        ok = m["lag_max_ms"] <= GOAL_LAG_MS
-        return f"max lag <= {GOAL_LAG_MS:.0f} ms", ("ok" if ok else f"{m['lag_max_ms']:,.0f} ms")
+        # the goal is "never": the longest stall of any run, not the median run's
+        worst = max(r["lag_max_ms"] for r in out.runs)
+        ok = worst <= GOAL_LAG_MS
+        return f"max lag <= {GOAL_LAG_MS:.0f} ms, every run", ("ok" if ok else f"{worst:,.0f} ms")
     return "-", "-"
 
 
@@ -360,20 +362,21 @@ def notes(out: Outcome) -> str:
             f"{human((m.get('create_round_ms') or {}).get('max'))} ms max; a slot's wait, "
             f"mean (max) ms: {slot_waits(m.get('slot_wait_parts') or {})}"
         )
+    each = ", ".join(f"{r['lag_max_ms']:,.0f}" for r in out.runs if "lag_max_ms" in r)
     if out.case in ("loop_lag", "run_streamed"):
         phases = m.get("lag_max_by_phase_ms", {})
         worst = ", ".join(f"{k} {v:,.0f}" for k, v in phases.items() if v >= 20)
         return (
             f"start() blocks {m['start_block_ms']:,.0f} ms; after it: max "
             f"{human(m['lag_max_after_start_ms'])} ms, p99 {human(m['lag_p99_after_start_ms'])} "
-            f"ms; worst by phase (ms): {worst or '-'}"
+            f"ms; worst by phase (ms): {worst or '-'}; each run's longest stall (ms): {each}"
         )
     if out.case == "kernel_lag":
         return (
             f"the cell returns in {m['cell_ms']:,.0f} ms; after it: max "
             f"{human(m['lag_max_after_cell_ms'])} ms, p99 {human(m['lag_p99_after_cell_ms'])} ms; "
             f"a one-line cell answers in {human(m['probe_p99_ms'])} ms p99, "
-            f"{human(m['probe_max_ms'])} max"
+            f"{human(m['probe_max_ms'])} max; each run's longest stall (ms): {each}"
         )
     if out.case == "collect_network":
         return (
