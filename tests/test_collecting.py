@@ -202,7 +202,12 @@ def test_a_later_success_replaces_an_earlier_error_but_not_the_reverse(rows: pd.
     assert out["response"].iloc[1] == "ok" and out["error"].iloc[1] is None
 
 
-def test_parquet_written_in_row_groups_keeps_late_values_and_types(tmp_path: Path) -> None:
+@pytest.mark.parametrize("convert_rows", [collecting.CONVERT_ROWS, 4])
+def test_parquet_written_in_row_groups_keeps_late_values_and_types(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, convert_rows: int
+) -> None:
+    # (converted a few rows at a time, a row group is several conversions put together)
+    monkeypatch.setattr(collecting, "CONVERT_ROWS", convert_rows)
     frame = pd.DataFrame(
         {
             "late_text": [None] * 25 + ["appears late"] * 5,

@@ -38,6 +38,7 @@ from .collecting import (
     PARQUET_BATCH_ROWS,
     Results,
     collect_job,
+    frame_to_arrow,
     results_writer,
     upload_parquet,
     write_parquet,
@@ -931,9 +932,7 @@ class BatchRun:
                             at = schema.get_field_index(name)
                             schema = schema.set(at, pa.field(name, kind))
                         writer = results_writer(path, schema)
-                    table = pa.Table.from_pandas(
-                        part, schema=schema, preserve_index=True, nthreads=1
-                    )
+                    table = frame_to_arrow(part, schema)
                 assert writer is not None
                 if written is not None:
                     written.result()
