@@ -429,9 +429,9 @@ PARQUET_BATCH_ROWS = 10_000
 CONVERT_ROWS = 2_000
 """Rows converted from pandas to Arrow at a time: converting Python strings holds the GIL,
 and so does the kernel's zeroing of the fresh memory the conversion writes to.  Writing
-200,000 SimpleCoT results, 10,000 rows at once held it up to 56-113 ms in most writes;
-2,000 rows, 6-27 ms, so that a notebook's event loop stays responsive while a run writes
-its results."""
+200,000 SimpleCoT results, 10,000 rows at once held it for 56-113 ms at a time in half
+the writes; 2,000 rows, at most 6-27 ms, so that a notebook's event loop stays responsive
+while a run writes its results."""
 
 
 def frame_to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
