@@ -14,8 +14,8 @@ from bedrock_batch_nb.local import LocalBedrock
 
 
 def recording_client(aws: LocalBedrock) -> tuple[Any, list[tuple[str, dict[str, Any]]]]:
-    """A fresh S3 client and the (operation, headers) of every request it sends."""
-    s3 = aws.client("s3")
+    """A run's S3 client and the (operation, headers) of every request it sends."""
+    s3 = aws_module.Clients.create().s3
     sent: list[tuple[str, dict[str, Any]]] = []
     s3.meta.events.register(
         "before-send.s3.*",
@@ -49,6 +49,8 @@ def test_small_uploads_are_one_put_carrying_their_crc32(
     expected = Crc32Checksum()
     expected.update(data)
     assert sent[0][1]["x-amz-checksum-crc32"] == expected.b64digest().encode()
+    # checked by its CRC32, not hashed again with SHA-256 for the signature
+    assert sent[0][1]["X-Amz-Content-SHA256"] == b"UNSIGNED-PAYLOAD"
     got = s3.get_object(Bucket=aws.bucket, Key="k")
     assert got["Body"].read() == data
     assert got["ContentType"] == "application/x-test"
@@ -64,6 +66,10 @@ def test_large_uploads_go_in_parallel_parts(
     upload_as(kind, s3, aws.bucket, "big", data, tmp_path)
     operations = [op for op, _ in sent]
     assert operations.count("UploadPart") == 2
+    for op, headers in sent:
+        if op == "UploadPart":
+            assert "x-amz-checksum-crc32" in headers
+            assert headers["X-Amz-Content-SHA256"] == b"UNSIGNED-PAYLOAD"
     assert operations[0] == "CreateMultipartUpload"
     assert operations[-1] == "CompleteMultipartUpload"
     got = s3.get_object(Bucket=aws.bucket, Key="big")
