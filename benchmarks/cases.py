@@ -939,6 +939,32 @@ def case_run_streamed(size: int, args: argparse.Namespace) -> dict[str, Any]:
     return background_run("run_streamed", size, args, max_frame_rows=0)
 
 
+class GcPauses:
+    """The garbage collector's full collections, and any collection over 20 ms, each as
+    (monotonic start, seconds, generation, thread): it holds the GIL throughout, so the
+    loop waits for it (what ``kernel_lag`` records in the kernel, here in the process)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[float, float, int, str]] = []
+        self._start = 0.0
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._hook)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._hook)
+
+    def _hook(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._start = time.monotonic()  # (collections hold the GIL: they never overlap)
+            return
+        took = time.monotonic() - self._start
+        if info["generation"] == 2 or took > 0.02:
+            name = threading.current_thread().name
+            self.pauses.append((self._start, took, info["generation"], name))
+
+
 class StallTracer:
     """``--trace-stalls``: a watchdog thread that, when the loop's next tick (due ``tick``
     seconds after the last) is ``threshold`` seconds late, records the innermost frames of
@@ -1072,11 +1098,15 @@ def background_run(
                 ],
                 "loop_origin": origin,
                 "samples": len(lags),
+                "gc_pauses": [  # (start s, ms, generation, thread)
+                    [round(t - origin, 2), round(took * 1000, 1), gen, name]
+                    for t, took, gen, name in pauses.pauses
+                ],
             }
 
         meter = Meter()
         threshold = (args.trace_stalls or math.inf) / 1000
-        with meter.measure(), StallTracer(threshold, tick) as tracer:
+        with meter.measure(), StallTracer(threshold, tick) as tracer, GcPauses() as pauses:
             figures = asyncio.run(main())
         if args.trace_stalls:
             figures["stalls"] = tracer.stalls
