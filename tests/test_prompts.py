@@ -215,3 +215,22 @@ def test_rendered_lengths_match_the_rendered_prompts() -> None:
         == template.render_frame(from_table).str.len().tolist()
     )
     assert template.render_arrow(table).to_pylist() == template.render_frame(from_table).tolist()
+
+
+@pytest.mark.parametrize("kind", [pa.string(), pa.large_string()])
+def test_lengths_of_columns_in_several_chunks(kind: pa.DataType) -> None:
+    """A file's batches come as chunked columns: every chunk counted, in order."""
+    texts = ["x", "ünï", "", "long " * 10, "🙂 emoji", "tab\there"]
+    chunks = [texts[:2], [], texts[2:5], texts[5:]]
+    table = pa.table(
+        {
+            "a": pa.chunked_array([pa.array(c, kind) for c in chunks], kind),
+            "b": pa.chunked_array([pa.array(c[::-1], kind) for c in chunks], kind),
+        }
+    )
+    template = PromptTemplate("{a}: {b}")
+    b_texts = [t for c in chunks for t in c[::-1]]
+    expected = [len(f"{a}: {b}") for a, b in zip(texts, b_texts, strict=True)]
+    assert template.arrow_lengths(table).tolist() == expected
+    assert template.arrow_lengths(table.slice(1, 3)).tolist() == expected[1:4]
+    assert template.arrow_lengths(table.slice(0, 0)).tolist() == []

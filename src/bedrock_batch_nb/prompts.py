@@ -218,9 +218,22 @@ def text_array(values: pa.Array | pa.ChunkedArray | pd.Series) -> pa.Array:
 
 
 def text_lengths(values: pa.Array | pa.ChunkedArray | pd.Series) -> np.ndarray:
-    """``len(str(value))`` of every value (Arrow's code-point count for text)."""
+    """``len(str(value))`` of every value (Arrow's code-point count for text).  Text
+    without nulls is counted a chunk at a time as it is, not first copied into one array
+    (preparing 100,000 SimpleCoT rows' two columns: 0.02 s instead of 0.05 s)."""
+    if (
+        isinstance(values, pa.Array | pa.ChunkedArray)
+        and values.type in _COUNTED_AS_IS
+        and values.null_count == 0
+    ):
+        chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+        counts = [pc.utf8_length(chunk).to_numpy(zero_copy_only=False) for chunk in chunks]
+        return np.concatenate([np.zeros(0, np.int64), *counts]).astype(np.int64, copy=False)
     lengths: np.ndarray = pc.utf8_length(text_array(values)).to_numpy(zero_copy_only=False)
     return lengths.astype(np.int64, copy=False)
+
+
+_COUNTED_AS_IS = (pa.string(), pa.large_string())
 
 
 def _as_str_list(df: pd.DataFrame, name: str) -> list[str]:
