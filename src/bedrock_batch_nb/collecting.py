@@ -67,8 +67,12 @@ class OutputStats:
         self.files += other.files
 
 
-_CONVERT_ROWS = 2_000
-"""Answers converted between Python and Arrow at a time (each conversion holds the GIL)."""
+CONVERT_ROWS = 2_000
+"""Answers and result rows converted between Python and Arrow at a time: converting
+Python strings holds the GIL, and so does the kernel's zeroing of the fresh memory the
+conversion writes to.  Writing 200,000 SimpleCoT results, 10,000 rows at once held it for
+56-113 ms at a time in half the writes; 2,000 rows, at most 6-27 ms, so that a notebook's
+event loop stays responsive while a run collects and writes its results."""
 
 
 class SpilledValues:
@@ -128,8 +132,8 @@ class SpilledValues:
         # notebook's event loop) for the whole row group
         values = pa.chunked_array(
             [
-                pa.array(self._items[i : i + _CONVERT_ROWS], self.value_type)
-                for i in range(0, len(self._items), _CONVERT_ROWS)
+                pa.array(self._items[i : i + CONVERT_ROWS], self.value_type)
+                for i in range(0, len(self._items), CONVERT_ROWS)
             ],
             self.value_type,
         )
@@ -225,8 +229,8 @@ class SpilledValues:
         answers = self.arrow(start, stop)
         return [
             value
-            for i in range(0, len(answers), _CONVERT_ROWS)
-            for value in _python_values(answers.slice(i, _CONVERT_ROWS))
+            for i in range(0, len(answers), CONVERT_ROWS)
+            for value in _python_values(answers.slice(i, CONVERT_ROWS))
         ]
 
 
@@ -425,13 +429,6 @@ class Results:
 
 PARQUET_BATCH_ROWS = 10_000
 """Rows of a results file's row group, converted to Arrow and written at a time."""
-
-CONVERT_ROWS = 2_000
-"""Rows converted from pandas to Arrow at a time: converting Python strings holds the GIL,
-and so does the kernel's zeroing of the fresh memory the conversion writes to.  Writing
-200,000 SimpleCoT results, 10,000 rows at once held it for 56-113 ms at a time in half
-the writes; 2,000 rows, at most 6-27 ms, so that a notebook's event loop stays responsive
-while a run writes its results."""
 
 
 def frame_to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
