@@ -428,13 +428,11 @@ class BatchRun:
         built ``BATCH_ROWS`` rows at a time: a 50,000-record job holds its file and one
         batch's rows and prompts, not all of its rows and prompts at once."""
         builder = self._builder()
-        parts = [
-            builder.body(self._texts_at(part), part)
-            for part in (
-                positions[i : i + BATCH_ROWS] for i in range(0, len(positions), BATCH_ROWS)
-            )
-        ]
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        parts: list[bytes | bytearray] = []
+        for i in range(0, len(positions), BATCH_ROWS):
+            part = positions[i : i + BATCH_ROWS]
+            parts += builder.body_parts(self._texts_at(part), part)
+        return b"".join(parts)
 
     def _texts_at(self, positions: range | list[int]) -> pa.Array:
         rows: Rows

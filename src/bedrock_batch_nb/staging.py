@@ -133,7 +133,15 @@ class RecordBuilder:
         ]
 
     def body(self, texts: Iterable[str] | pa.Array, positions: Iterable[int]) -> bytes:
-        """The JSONL file of these records: the same bytes as ``jsonl_body(lines(...))``.
+        """The JSONL file of these records: the same bytes as ``jsonl_body(lines(...))``."""
+        return b"".join(self.body_parts(texts, positions))
+
+    def body_parts(
+        self, texts: Iterable[str] | pa.Array, positions: Iterable[int]
+    ) -> list[bytes | bytearray]:
+        """:meth:`body` in consecutive parts, for a caller that joins several calls' parts
+        into one file (a job's file is built a batch of rows at a time): each byte of the
+        file is then copied once, not once per join.
 
         The texts are escaped in bulk: each one ended by a NUL byte and encoded (straight
         from Arrow's buffer for an Arrow array), then, a few hundred KiB at a time (so that
@@ -143,7 +151,7 @@ class RecordBuilder:
         the next, and the ten-digit ids are written in place with numpy.  Texts with other
         control characters take the per-record path."""
         if self._parts is None:
-            return jsonl_body(self.lines(_as_list(texts), positions))
+            return [jsonl_body(self.lines(_as_list(texts), positions))]
         head, tail = self._parts
         start = f'{{"recordId":"{RECORD_ID_PREFIX}'.encode()
         mid = f'","modelInput":{head}'.encode()
@@ -155,18 +163,18 @@ class RecordBuilder:
                 texts = pa.array(listed, pa.large_string())
             except (pa.ArrowException, UnicodeError):  # not all str, or not encodable
                 ids = np.fromiter(positions, dtype=np.int64, count=len(listed))
-                return self._body_per_record(listed, ids, start, mid, end)
+                return [self._body_per_record(listed, ids, start, mid, end)]
         count = len(texts)
         ids = np.fromiter(positions, dtype=np.int64, count=count)
         if not count:
-            return b""
+            return []
         if (ids >= 10**_ID_DIGITS).any():
-            return self._body_per_record(_as_list(texts), ids, start, mid, end)
+            return [self._body_per_record(_as_list(texts), ids, start, mid, end)]
         data, offsets = _nul_ended(texts)
         # Pieces of whole records, about _PIECE_BYTES each.
         cuts = np.searchsorted(offsets, np.arange(offsets[0], offsets[-1], _PIECE_BYTES))
         cuts = np.unique(np.append(cuts, count))
-        pieces: list[bytes] = []
+        pieces: list[bytes | bytearray] = []
         first = 0
         for last in cuts.tolist():
             if last <= first:
@@ -175,7 +183,7 @@ class RecordBuilder:
             controls = piece.translate(None, _ORDINARY)
             if len(controls) != last - first or controls.strip(b"\x00"):
                 # a NUL or another control character inside a text
-                return self._body_per_record(_as_list(texts), ids, start, mid, end)
+                return [self._body_per_record(_as_list(texts), ids, start, mid, end)]
             escaped = (
                 piece.replace(b"\\", b"\\\\")
                 .replace(b'"', b'\\"')
@@ -190,9 +198,9 @@ class RecordBuilder:
             digits = ids[first:last, None] // _POWERS % 10 + ord("0")
             buffer[np.flatnonzero(buffer == 0)] = digits.astype(np.uint8).ravel()
             del buffer
-            pieces.append(bytes(out))
+            pieces.append(out)
             first = last
-        return b"".join(pieces)
+        return pieces
 
     @staticmethod
     def _body_per_record(
