@@ -334,17 +334,52 @@ REFERENCE_OF = {
 }
 
 
+def reference_index(plan: list[tuple[str, int, tuple[str, ...]]], i: int) -> int | None:
+    """The plan entry of the reference's way for entry ``i`` (``REFERENCE_OF``: the same
+    size, the engine's case with S3 where the reference had it), if the plan has one."""
+    case, size, extra = plan[i]
+    pair = REFERENCE_OF.get(case)
+    if pair is None or Outcome(case, size, extra).label != case:  # (S3 elsewhere)
+        return None
+    return next((j for j, p in enumerate(plan) if p[0] == pair[0] and p[1] == size), None)
+
+
+def run_units(plan: list[tuple[str, int, tuple[str, ...]]]) -> list[list[int]]:
+    """The plan's entries in the groups they run in: alone, or an engine case with its
+    reference (``reference_index``), whose runs alternate (engine, reference, engine, ...)
+    so that each pair is measured in the same minute: this machine's speed moves by 10-50 %
+    from one hour to the next, as much as the figures compared."""
+    units: list[list[int]] = []
+    placed: set[int] = set()
+    for i in range(len(plan)):
+        if i in placed:
+            continue
+        j = reference_index(plan, i)
+        unit = [i] if j is None or j in placed else [i, j]
+        placed.update(unit)
+        units.append(unit)
+    return units
+
+
 def vs_reference(out: Outcome, everything: list[Outcome]) -> str:
-    """``x12.3 (goal x15)``: the case's rows/s over the reference's measured alongside."""
+    """``x12.3 (x11.8-12.9 by pair; goal x15)``: the case's rows/s over the reference's,
+    the median of the runs taken in turn with it (``run_units``), and their range."""
     pair = REFERENCE_OF.get(out.case)
     if pair is None or out.status != "ok" or out.label != out.case:  # (S3 elsewhere)
         return "-"
     name, factor = pair
     ref = next((o for o in everything if o.case == name and o.size == out.size and o.runs), None)
-    if ref is None or not ref.median.get("rows_per_s"):
+    if ref is None:
         return "-"
-    ratio = (out.median.get("rows_per_s") or 0.0) / ref.median["rows_per_s"]
-    return f"x{ratio:.1f} (goal x{factor:.0f})"
+    ratios = [
+        (mine.get("rows_per_s") or 0.0) / theirs["rows_per_s"]
+        for mine, theirs in zip(out.runs, ref.runs, strict=False)
+        if theirs.get("rows_per_s")
+    ]
+    if not ratios:
+        return "-"
+    spread = f"x{min(ratios):.1f}-{max(ratios):.1f} by pair; " if len(ratios) > 1 else ""
+    return f"x{statistics.median(ratios):.1f} ({spread}goal x{factor:.0f})"
 
 
 def notes(out: Outcome) -> str:
@@ -511,35 +546,43 @@ def main(argv: list[str] | None = None) -> int:
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
-        for case, size, extra in plan:
-            out = Outcome(case, size, extra)
-            argv = [sys.executable, str(CASES_PY), case, str(size), "--data-dir", str(data_dir)]
+        done: dict[int, Outcome] = {}
+        for unit in run_units(plan):
+            unit_outcomes = [Outcome(*plan[i]) for i in unit]
             for i in range(repeats):
-                t0 = time.monotonic()
-                result, status, detail, max_rss = run_once(
-                    [*argv, *extra], args.timeout, args.max_rss_gib * 1024
-                )
-                out.max_child_rss_mib = max(out.max_child_rss_mib, max_rss)
-                took = time.monotonic() - t0
-                print(
-                    f"[{out.label} {size:,} {i + 1}/{repeats}] {status} in {took:.1f} s"
-                    + (f": {result['seconds']:.3f} s measured" if result else f": {detail}"),
-                    file=sys.stderr,
-                    flush=True,
-                )
-                if result is None:
-                    out.status, out.detail = status, detail
-                    break
-                out.runs.append(result)
-            line = {**out.median, "repeats": len(out.runs), "status": out.status}
-            line["engine"] = engine
-            if out.status != "ok":
-                line["detail"] = out.detail
-                line["max_rss_seen_mib"] = round(out.max_child_rss_mib, 1)
-            print(json.dumps(line), flush=True)
-            if sink is not None:
-                print(json.dumps(line), file=sink, flush=True)
-            outcomes.append(out)
+                for out in unit_outcomes:
+                    if out.status != "ok":
+                        continue
+                    argv = [sys.executable, str(CASES_PY), out.case, str(out.size)]
+                    t0 = time.monotonic()
+                    result, status, detail, max_rss = run_once(
+                        [*argv, "--data-dir", str(data_dir), *out.extra],
+                        args.timeout,
+                        args.max_rss_gib * 1024,
+                    )
+                    out.max_child_rss_mib = max(out.max_child_rss_mib, max_rss)
+                    took = time.monotonic() - t0
+                    print(
+                        f"[{out.label} {out.size:,} {i + 1}/{repeats}] {status} in {took:.1f} s"
+                        + (f": {result['seconds']:.3f} s measured" if result else f": {detail}"),
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    if result is None:
+                        out.status, out.detail = status, detail
+                    else:
+                        out.runs.append(result)
+            for index, out in zip(unit, unit_outcomes, strict=True):
+                line = {**out.median, "repeats": len(out.runs), "status": out.status}
+                line["engine"] = engine
+                if out.status != "ok":
+                    line["detail"] = out.detail
+                    line["max_rss_seen_mib"] = round(out.max_child_rss_mib, 1)
+                print(json.dumps(line), flush=True)
+                if sink is not None:
+                    print(json.dumps(line), file=sink, flush=True)
+                done[index] = out
+        outcomes = [done[i] for i in sorted(done)]  # the table in the plan's order
         script_failures = run_scripts(data_dir) if args.smoke and not args.only else []
     finally:
         if sink is not None:
