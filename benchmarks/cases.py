@@ -123,7 +123,7 @@ BREAKDOWN = {
     "check_lengths": (validation.LengthChecks, "add"),
     "plan_chunks": (run_module, "plan_chunks"),
     "render": (prompts.PromptTemplate, "render_arrow"),
-    "build_body": (staging.RecordBuilder, "body"),
+    "build_body": (staging.RecordBuilder, "body_parts"),
     "put_jsonl": (run_module, "put_jsonl"),
 }
 
