@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .errors import BatchInputError
 
@@ -36,7 +38,7 @@ def plan_chunks(
     max_records_per_job: int,
     min_records_per_job: int,
     max_num_jobs: int | None = None,
-    record_bytes: Sequence[int] | np.ndarray | None = None,
+    record_bytes: Sequence[int] | npt.NDArray[Any] | None = None,
     max_file_bytes: int | None = None,
 ) -> list[Chunk]:
     """Cut ``n_records`` into job-sized chunks; see the module docstring for the rules."""

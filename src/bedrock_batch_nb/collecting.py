@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -90,14 +91,14 @@ class SpilledValues:
         self.flush_rows = flush_rows
         self._positions: list[int] = []
         self._items: list[Any] = []
-        self._segments: list[tuple[np.ndarray, pa.Array | pa.ChunkedArray]] = []
+        self._segments: list[tuple[npt.NDArray[Any], pa.Array | pa.ChunkedArray]] = []
         """Answers given in bulk (:meth:`put_many`) and the Python ones before them, in
         the order they came, until written."""
         self._held = 0  # answers not written yet
         self._lock = threading.Lock()
         self._writer: Any = None
         self._written = 0
-        self._index: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._index: tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]] | None = None
         self._groups: dict[int, pa.ChunkedArray] = {}
 
     def __setitem__(self, pos: int, value: Any) -> None:
@@ -109,7 +110,7 @@ class SpilledValues:
             if self._held >= self.flush_rows:
                 self._flush()
 
-    def put_many(self, positions: np.ndarray, values: pa.Array | pa.ChunkedArray) -> None:
+    def put_many(self, positions: npt.NDArray[Any], values: pa.Array | pa.ChunkedArray) -> None:
         """Record ``values[i]`` as the answer at ``positions[i]`` (later ones win, as with
         ``self[pos] = value``), kept in Arrow: no Python object per answer."""
         with self._lock:
@@ -163,7 +164,7 @@ class SpilledValues:
         self._written += self._held
         self._segments, self._held = [], 0
 
-    def _build_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _build_index(self) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]:
         """Per answered position (sorted): the row group and the row in it of its last answer."""
         import pyarrow.parquet as pq
 
@@ -213,7 +214,7 @@ class SpilledValues:
             lo, hi = np.searchsorted(pos, [start, stop])
             pos, group, row = pos[lo:hi], group[lo:hi], row[lo:hi]
             chunks: list[pa.Array] = []
-            at: list[np.ndarray] = []  # where each taken answer goes
+            at: list[npt.NDArray[Any]] = []  # where each taken answer goes
             for g in np.unique(group).tolist():
                 here = group == g
                 chunks += self._group(g).take(pa.array(row[here])).chunks
@@ -388,7 +389,7 @@ class Results:
             self.errors[pos] = message
         return len(missing)
 
-    def unanswered(self) -> np.ndarray:
+    def unanswered(self) -> npt.NDArray[Any]:
         """Positions of the rows without a successful answer (failed or missing)."""
         return np.flatnonzero(~self.answered)
 
@@ -542,13 +543,13 @@ def upload_parquet(
         upload(s3, spool, bucket, key, ContentType=PARQUET_CONTENT_TYPE, **put)
 
 
-def _int_array(values: np.ndarray) -> pa.Array:
+def _int_array(values: npt.NDArray[Any]) -> pa.Array:
     """Whole numbers with NaN as missing, as an Arrow int64 array (raises if one is not
     whole or does not fit)."""
     return pa.array(values, pa.float64(), mask=np.isnan(values)).cast(pa.int64())
 
 
-def _as_int(values: np.ndarray) -> Any:
+def _as_int(values: npt.NDArray[Any]) -> Any:
     """Whole numbers with NaN as missing, for an ``Int64`` column."""
     missing = np.isnan(values)
     present = values[~missing]
@@ -722,7 +723,7 @@ class _Shape:
         usage = pa.struct([(key, pa.int64()) for key in self.usage])
         return _line_options(pa.struct([(self.content[0], node), ("usage", usage)]))
 
-    def values(self, output: pa.StructArray, rows: np.ndarray) -> pa.Array | None:
+    def values(self, output: pa.StructArray, rows: npt.NDArray[Any]) -> pa.Array | None:
         """The response text of each of ``rows`` (all with an output), or None."""
         content: Any = _chosen(output, rows)
         for key in self.content:
@@ -753,7 +754,7 @@ class _Shape:
         joined: pa.Array = pc.binary_join(pa.ListArray.from_arrays(offsets, text.filter(keep)), "")
         return joined
 
-    def tokens(self, output: pa.StructArray) -> tuple[np.ndarray, np.ndarray]:
+    def tokens(self, output: pa.StructArray) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
         """Input and output token counts of every row (NaN where absent)."""
         usage = pc.struct_field(output, "usage")
         return (
@@ -776,14 +777,14 @@ class _VectorShape:
         output = pa.struct([(self.key, pa.list_(pa.float64())), (self.tokens_key, pa.int64())])
         return _line_options(output)
 
-    def values(self, output: pa.StructArray, rows: np.ndarray) -> pa.Array | None:
+    def values(self, output: pa.StructArray, rows: npt.NDArray[Any]) -> pa.Array | None:
         """The embedding of each of ``rows`` (all with an output), or None."""
         vectors = pc.struct_field(_chosen(output, rows), self.key)
         if vectors.null_count or pc.list_flatten(vectors).null_count:
             return None
         return vectors
 
-    def tokens(self, output: pa.StructArray) -> tuple[np.ndarray, np.ndarray]:
+    def tokens(self, output: pa.StructArray) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
         """Input token counts of every row (NaN where absent), and no output tokens."""
         counts = _floats(pc.struct_field(output, self.tokens_key))
         return counts, np.full(len(counts), np.nan)
@@ -800,7 +801,7 @@ def _line_options(output: pa.DataType) -> pj.ParseOptions:
     return pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
 
 
-def _chosen(output: pa.StructArray, rows: np.ndarray) -> Any:
+def _chosen(output: pa.StructArray, rows: npt.NDArray[Any]) -> Any:
     """The outputs of ``rows`` (a mask): all of them as they are, or a copy of those."""
     return output if rows.all() else output.take(pa.array(np.flatnonzero(rows)))
 
@@ -840,7 +841,7 @@ def _fast_shape(adapter: ModelAdapter) -> _AnyShape | None:
     return _SHAPES.get(type(adapter).parse_response)
 
 
-def _floats(values: Any) -> np.ndarray:
+def _floats(values: Any) -> npt.NDArray[Any]:
     return np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
@@ -854,10 +855,10 @@ def _valid_utf8(values: Any) -> bool:
 
 @dataclass
 class _Block:
-    positions: np.ndarray
+    positions: npt.NDArray[Any]
     """Input position of each line; -1 for a record id that is not ours."""
-    has_output: np.ndarray
-    has_error: np.ndarray
+    has_output: npt.NDArray[Any]
+    has_error: npt.NDArray[Any]
     output: pa.StructArray
     error: pa.StructArray
 
@@ -951,7 +952,7 @@ def _block_of(rid: pa.Array, output: pa.StructArray, error: pa.StructArray) -> _
     )
 
 
-def _error_messages(error: pa.StructArray, rows: np.ndarray) -> list[str] | None:
+def _error_messages(error: pa.StructArray, rows: npt.NDArray[Any]) -> list[str] | None:
     """``error_message`` of each of ``rows`` (all with an error object), or None when one
     has no message (``error_message`` shows the whole object then)."""
     chosen = error.take(pa.array(np.flatnonzero(rows)))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -162,7 +163,7 @@ class PromptTemplate:
         joined: pa.Array = pc.binary_join_element_wise(*parts, pa.scalar("", pa.large_string()))
         return joined
 
-    def arrow_lengths(self, rows: Rows) -> np.ndarray:
+    def arrow_lengths(self, rows: Rows) -> npt.NDArray[Any]:
         """``len()`` of every row's prompt, from the columns' lengths (Arrow kernels)."""
         n = rows.num_rows if isinstance(rows, pa.Table) else len(rows)
         total = np.full(n, sum(len(lit) for lit in self._literals), dtype=np.int64)
@@ -217,7 +218,7 @@ def text_array(values: pa.Array | pa.ChunkedArray | pd.Series) -> pa.Array:
     return pa.array([str(v) for v in values.to_pylist()], pa.large_string())
 
 
-def text_lengths(values: pa.Array | pa.ChunkedArray | pd.Series) -> np.ndarray:
+def text_lengths(values: pa.Array | pa.ChunkedArray | pd.Series) -> npt.NDArray[Any]:
     """``len(str(value))`` of every value (Arrow's code-point count for text).  Text
     without nulls is counted a chunk at a time as it is, not first copied into one array
     (preparing 100,000 SimpleCoT rows' two columns: 0.02 s instead of 0.05 s)."""
@@ -227,9 +228,12 @@ def text_lengths(values: pa.Array | pa.ChunkedArray | pd.Series) -> np.ndarray:
         and values.null_count == 0
     ):
         chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
-        counts = [pc.utf8_length(chunk).to_numpy(zero_copy_only=False) for chunk in chunks]
-        return np.concatenate([np.zeros(0, np.int64), *counts]).astype(np.int64, copy=False)
-    lengths: np.ndarray = pc.utf8_length(text_array(values)).to_numpy(zero_copy_only=False)
+        counts: list[npt.NDArray[Any]] = [
+            pc.utf8_length(chunk).to_numpy(zero_copy_only=False) for chunk in chunks
+        ]
+        joined: npt.NDArray[Any] = np.concatenate([np.zeros(0, np.int64), *counts])
+        return joined.astype(np.int64, copy=False)
+    lengths: npt.NDArray[Any] = pc.utf8_length(text_array(values)).to_numpy(zero_copy_only=False)
     return lengths.astype(np.int64, copy=False)
 
 

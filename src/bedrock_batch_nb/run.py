@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pa_dataset
@@ -112,7 +113,7 @@ class Prepared:
     every text sent (for the cost estimate)."""
 
     chunks: list[Chunk]
-    sizes: np.ndarray
+    sizes: npt.NDArray[Any]
     """int32: four bytes a row (no record comes near 2 GiB; bigger ones are capped at
     ``_MAX_RECORD``, which is over every file limit)."""
     chars: int
@@ -360,7 +361,7 @@ class BatchRun:
         source, template = self.source, self.template
         values = ValueChecks(used, templated=template is not None)
         too_long = LengthChecks(self.adapter)
-        parts: list[np.ndarray] = []  # each record line's estimated bytes
+        parts: list[npt.NDArray[Any]] = []  # each record line's estimated bytes
         chars = 0
         per_char = 1.0
         complete = len(used) == len(template.fields) if template is not None else bool(used)
@@ -394,7 +395,7 @@ class BatchRun:
         )
         return Prepared(chunks=chunks, sizes=sizes, chars=chars)
 
-    def text_lengths(self, rows: Rows) -> np.ndarray:
+    def text_lengths(self, rows: Rows) -> npt.NDArray[Any]:
         """Characters of the text sent for each row, without rendering it."""
         template = self.template
         if template is not None:
@@ -735,7 +736,9 @@ class BatchRun:
             bucket_owner=self.config.s3_bucket_owner,
         )
 
-    def _retry_jobs(self, todo: np.ndarray, attempt: int, prepared: Prepared) -> list[JobState]:
+    def _retry_jobs(
+        self, todo: npt.NDArray[Any], attempt: int, prepared: Prepared
+    ) -> list[JobState]:
         c = self.config
         chunks = plan_chunks(
             len(todo),
@@ -817,7 +820,7 @@ class BatchRun:
                 await self._collect(job)
         return orchestrator.failure
 
-    async def _on_demand(self, results: Results, todo: np.ndarray) -> None:
+    async def _on_demand(self, results: Results, todo: npt.NDArray[Any]) -> None:
         builder = self._builder()
         gate = asyncio.Semaphore(4)
 

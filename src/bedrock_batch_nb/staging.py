@@ -18,6 +18,7 @@ from json.encoder import encode_basestring
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -204,7 +205,7 @@ class RecordBuilder:
 
     @staticmethod
     def _body_per_record(
-        texts: list[str], ids: np.ndarray, start: bytes, mid: bytes, end: bytes
+        texts: list[str], ids: npt.NDArray[Any], start: bytes, mid: bytes, end: bytes
     ) -> bytes:
         parts: list[bytes] = []
         add = parts.append
@@ -223,7 +224,7 @@ def _as_list(texts: Iterable[str] | pa.Array) -> list[str]:
     return texts if isinstance(texts, list) else list(texts)
 
 
-def _nul_ended(texts: pa.Array | pa.ChunkedArray) -> tuple[memoryview, np.ndarray]:
+def _nul_ended(texts: pa.Array | pa.ChunkedArray) -> tuple[memoryview, npt.NDArray[Any]]:
     """The texts' UTF-8 bytes, each ended by a NUL, straight from Arrow's buffers, and
     where each text starts (one more offset for the end)."""
     if isinstance(texts, pa.ChunkedArray):

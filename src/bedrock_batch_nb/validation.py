@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,9 +23,9 @@ from .prompts import TEXT_TYPES, PromptTemplate
 _SHOW = 5
 
 
-def _mask(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+def _mask(values: pa.ChunkedArray | pa.Array) -> npt.NDArray[Any]:
     """A boolean Arrow column as a numpy mask (missing as False)."""
-    mask: np.ndarray = pc.fill_null(values, False).to_numpy(zero_copy_only=False)
+    mask: npt.NDArray[Any] = pc.fill_null(values, False).to_numpy(zero_copy_only=False)
     return mask.astype(bool, copy=False)
 
 
@@ -46,7 +47,7 @@ class _Count:
         self.labels: list[Any] = []
         self.kinds: set[str] = set()
 
-    def add(self, index: pd.Index, mask: np.ndarray, values: pd.Series | None = None) -> None:
+    def add(self, index: pd.Index, mask: npt.NDArray[Any], values: pd.Series | None = None) -> None:
         hits = int(mask.sum())
         if not hits:
             return
@@ -215,7 +216,7 @@ class LengthChecks:
         self._over = _Count()
         self._longest = 0
 
-    def add(self, lengths: np.ndarray, labels: pd.Index) -> None:
+    def add(self, lengths: npt.NDArray[Any], labels: pd.Index) -> None:
         over = lengths > self.adapter.max_input_chars
         if over.any():
             self._over.add(labels, over)

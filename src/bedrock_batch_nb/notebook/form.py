@@ -538,9 +538,10 @@ def form(
     """
     ns: Any = namespace
     if ns is None:
-        from IPython import get_ipython
+        from IPython.core.getipython import get_ipython
 
-        shell = get_ipython()
+        # (IPython 8, the last for Python 3.10, does not annotate it)
+        shell = get_ipython()  # type: ignore[no-untyped-call,unused-ignore]
         ns = shell.user_ns if shell is not None else {}
     name = data if isinstance(data, str) else None
     return BatchForm(

@@ -184,7 +184,8 @@ class BedrockBatchMagic(Magics):
     ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
-        super().__init__(shell=shell, **kwargs)
+        # (IPython 8, the last for Python 3.10, does not annotate it)
+        super().__init__(shell=shell, **kwargs)  # type: ignore[no-untyped-call,unused-ignore]
         self.runs: list[BatchRun] = []
         """Every run this magic launched, newest last."""
 
