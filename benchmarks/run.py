@@ -533,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     engine = engine_version()
     print(f"[engine] {engine}", file=sys.stderr, flush=True)
-    outcomes: list[Outcome] = []
+    done: dict[int, Outcome] = {}  # by the entry's place in the plan
     sink = args.output.open("w") if args.output else None
     try:
         needs = (data_needed(p[0], p[1], Outcome(*p).source_format) for p in plan)
@@ -546,7 +546,6 @@ def main(argv: list[str] | None = None) -> int:
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
-        done: dict[int, Outcome] = {}
         for unit in run_units(plan):
             unit_outcomes = [Outcome(*plan[i]) for i in unit]
             for i in range(repeats):
@@ -582,13 +581,13 @@ def main(argv: list[str] | None = None) -> int:
                 if sink is not None:
                     print(json.dumps(line), file=sink, flush=True)
                 done[index] = out
-        outcomes = [done[i] for i in sorted(done)]  # the table in the plan's order
         script_failures = run_scripts(data_dir) if args.smoke and not args.only else []
     finally:
         if sink is not None:
             sink.close()
         if args.data_dir is None:
             shutil.rmtree(data_dir, ignore_errors=True)
+    outcomes = [done[i] for i in sorted(done)]  # the table in the plan's order
     print()
     print(table(outcomes))
     took = time.monotonic() - began
