@@ -128,6 +128,9 @@ REF_TEXT, REF_EMBED, REF_COLLECT = 15_000, 26_000, 13_500
 GOAL_TEXT, GOAL_EMBED, GOAL_COLLECT = 15 * REF_TEXT, 15 * REF_EMBED, 10 * REF_COLLECT
 GOAL_PREPARE_RISE_MIB = 300  # "within a few hundred MiB" for 2.2 million rows
 GOAL_LAG_MS = 100.0
+TICK_S = 0.010
+"""How long the lag cases' watching coroutine sleeps at a time (``cases.background_run``,
+``cases.KERNEL_SETUP``)."""
 GOAL_VS_IDEAL = 1.02
 
 
@@ -397,7 +400,7 @@ def notes(out: Outcome) -> str:
             f"{human((m.get('create_round_ms') or {}).get('max'))} ms max; a slot's wait, "
             f"mean (max) ms: {slot_waits(m.get('slot_wait_parts') or {})}"
         )
-    each = ", ".join(f"{r['lag_max_ms']:,.0f}" for r in out.runs if "lag_max_ms" in r)
+    each = ", ".join(longest_stall(r) for r in out.runs if "lag_max_ms" in r)
     if out.case in ("loop_lag", "run_streamed"):
         phases = m.get("lag_max_by_phase_ms", {})
         worst = ", ".join(f"{k} {v:,.0f}" for k, v in phases.items() if v >= 20)
@@ -435,6 +438,23 @@ def notes(out: Outcome) -> str:
     if out.source_format != "parquet":
         text += f"; anonymous memory rise {human(m.get('anon_rise_mib'))} MiB"
     return text
+
+
+def longest_stall(run: dict[str, Any]) -> str:
+    """A run's longest stall, in ms, with its phase, when it began (s from the run's or the
+    cell's start) and whether the garbage collector ran then: ``186 (running, 3.0 s)``."""
+    worst = run.get("lag_worst") or []
+    if not worst:
+        return f"{run['lag_max_ms']:,.0f}"
+    began, ms, phase = worst[0]
+    # (a sample is the sleep that began at ``began``: the loop waited until its end)
+    end = began + TICK_S + ms / 1000
+    collected = [
+        f"GC gen {gen} {took:,.0f} ms"
+        for at, took, gen, _thread in run.get("gc_pauses") or []
+        if began <= at <= end
+    ]
+    return f"{ms:,.0f} ({', '.join([phase, f'{began:.1f} s', *collected])})"
 
 
 def slot_waits(parts: dict[str, dict[str, float]]) -> str:
