@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import gc
 import heapq
 import io
@@ -966,46 +967,66 @@ class GcPauses:
 
 
 class StallTracer:
-    """``--trace-stalls``: a watchdog thread that, when the loop's next tick (due ``tick``
-    seconds after the last) is ``threshold`` seconds late, records the innermost frames of
-    every other thread (the loop's, and any that holds the GIL), once per stall."""
+    """``--trace-stalls``: faulthandler's watchdog, re-armed at every tick of the loop,
+    dumps every thread's Python stack when the next tick is ``threshold`` seconds late.
+    The watchdog is a C thread that needs no GIL, so the dump is taken during the stall,
+    whichever thread holds the GIL then (a Python watchdog thread would wait for it, and
+    see the stacks only once the stall is over)."""
 
     def __init__(self, threshold: float, tick: float) -> None:
-        self.threshold = threshold
-        self.tick = tick
-        self.beat = time.monotonic()
+        self.enabled = math.isfinite(threshold)
+        self.timeout = tick + threshold
         self.stalls: list[dict[str, Any]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="stall-tracer", daemon=True)
+        self._dumps = tempfile.TemporaryFile()  # noqa: SIM115 (closed by __exit__)
+        self._read = 0
+        self._taken: list[tuple[float, int, int, dict[int | None, str]]] = []
 
     def __enter__(self) -> StallTracer:
-        if math.isfinite(self.threshold):
-            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        self.stop()
+        self._dumps.close()
 
-    def _watch(self) -> None:
-        seen = None
-        while not self._stop.wait(0.002):
-            beat = self.beat
-            late = time.monotonic() - beat - self.tick
-            if late < self.threshold or beat == seen:
-                continue
-            seen = beat
+    def beat(self, late: float) -> None:
+        """A tick came ``late`` seconds late: keep the dump of its stall, if one was
+        taken (parsed in :meth:`stop`, off the loop's time), and re-arm the watchdog."""
+        if not self.enabled:
+            return
+        faulthandler.cancel_dump_traceback_later()
+        fd = self._dumps.fileno()
+        size = os.fstat(fd).st_size
+        if size > self._read:
             names = {t.ident: t.name for t in threading.enumerate()}
-            stacks = {
-                names.get(ident, str(ident)): [
-                    f"{Path(f.filename).name}:{f.lineno} {f.name}"
-                    for f in traceback.extract_stack(frame)[-5:]
-                ]
-                for ident, frame in sys._current_frames().items()
-                if ident != threading.get_ident()
-            }
-            self.stalls.append({"late_ms": round(late * 1000, 1), "stacks": stacks})
+            self._taken.append((late, self._read, size, names))
+            self._read = size
+        faulthandler.dump_traceback_later(self.timeout, file=fd)
+
+    def stop(self) -> None:
+        if not self.enabled:
+            return
+        faulthandler.cancel_dump_traceback_later()
+        fd = self._dumps.fileno()
+        for late, start, end, names in self._taken:
+            text = os.pread(fd, end - start, start).decode(errors="replace")
+            self.stalls.append({"late_ms": round(late * 1000, 1), "stacks": _stacks(text, names)})
+        self._taken.clear()
+
+
+def _stacks(dump: str, names: dict[int | None, str]) -> dict[str, list[str]]:
+    """faulthandler's dump as {thread name: its five innermost frames, outermost first}."""
+    stacks: dict[str, list[str]] = {}
+    frames: list[str] = []
+    for line in dump.splitlines():
+        thread = re.match(r"(?:Current thread|Thread) (0x[0-9a-f]+)", line)
+        if thread:
+            ident = int(thread.group(1), 16)
+            frames = stacks.setdefault(names.get(ident, thread.group(1)), [])
+            continue
+        frame = re.match(r'\s+File "(.*)", line (\d+) in (.*)', line)
+        if frame and len(frames) < 5:
+            frames.insert(0, f"{Path(frame.group(1)).name}:{frame.group(2)} {frame.group(3)}")
+    return stacks
 
 
 def background_run(
@@ -1043,7 +1064,7 @@ def background_run(
                         phase = run.status().phase
                     samples.append((before, lag, phase))
                     rss_by_phase[phase] = max(rss_by_phase.get(phase, 0.0), rss_mib())
-                    tracer.beat = time.monotonic()
+                    tracer.beat(lag)
 
             watcher = asyncio.create_task(monitor())
             await asyncio.sleep(0.2)
@@ -1068,7 +1089,7 @@ def background_run(
             await asyncio.sleep(0.1)
             done.set()
             await watcher
-            tracer.beat = math.inf  # the samples are over: nothing more to trace
+            tracer.stop()  # the samples are over: nothing more to trace
             summary = ResultSummary.of(frame)
             if summary.rows != size or summary.failed:
                 raise AssertionError("the run did not answer every row")
