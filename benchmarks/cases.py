@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import faulthandler
 import gc
 import heapq
 import io
@@ -52,6 +51,7 @@ import pandas as pd
 import reference
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
+from stalls import GcPauses, StallTracer
 
 from bedrock_batch_nb import BatchRun, collecting, prompts, sources, staging, validation
 from bedrock_batch_nb import run as run_module
@@ -940,95 +940,6 @@ def case_run_streamed(size: int, args: argparse.Namespace) -> dict[str, Any]:
     return background_run("run_streamed", size, args, max_frame_rows=0)
 
 
-class GcPauses:
-    """The garbage collector's full collections, and any collection over 20 ms, each as
-    (monotonic start, seconds, generation, thread): it holds the GIL throughout, so the
-    loop waits for it (what ``kernel_lag`` records in the kernel, here in the process)."""
-
-    def __init__(self) -> None:
-        self.pauses: list[tuple[float, float, int, str]] = []
-        self._start = 0.0
-
-    def __enter__(self) -> GcPauses:
-        gc.callbacks.append(self._hook)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        gc.callbacks.remove(self._hook)
-
-    def _hook(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._start = time.monotonic()  # (collections hold the GIL: they never overlap)
-            return
-        took = time.monotonic() - self._start
-        if info["generation"] == 2 or took > 0.02:
-            name = threading.current_thread().name
-            self.pauses.append((self._start, took, info["generation"], name))
-
-
-class StallTracer:
-    """``--trace-stalls``: faulthandler's watchdog, re-armed at every tick of the loop,
-    dumps every thread's Python stack when the next tick is ``threshold`` seconds late.
-    The watchdog is a C thread that needs no GIL, so the dump is taken during the stall,
-    whichever thread holds the GIL then (a Python watchdog thread would wait for it, and
-    see the stacks only once the stall is over)."""
-
-    def __init__(self, threshold: float, tick: float) -> None:
-        self.enabled = math.isfinite(threshold)
-        self.timeout = tick + threshold
-        self.stalls: list[dict[str, Any]] = []
-        self._dumps = tempfile.TemporaryFile()  # noqa: SIM115 (closed by __exit__)
-        self._read = 0
-        self._taken: list[tuple[float, int, int, dict[int | None, str]]] = []
-
-    def __enter__(self) -> StallTracer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-        self._dumps.close()
-
-    def beat(self, late: float) -> None:
-        """A tick came ``late`` seconds late: keep the dump of its stall, if one was
-        taken (parsed in :meth:`stop`, off the loop's time), and re-arm the watchdog."""
-        if not self.enabled:
-            return
-        faulthandler.cancel_dump_traceback_later()
-        fd = self._dumps.fileno()
-        size = os.fstat(fd).st_size
-        if size > self._read:
-            names = {t.ident: t.name for t in threading.enumerate()}
-            self._taken.append((late, self._read, size, names))
-            self._read = size
-        faulthandler.dump_traceback_later(self.timeout, file=fd)
-
-    def stop(self) -> None:
-        if not self.enabled:
-            return
-        faulthandler.cancel_dump_traceback_later()
-        fd = self._dumps.fileno()
-        for late, start, end, names in self._taken:
-            text = os.pread(fd, end - start, start).decode(errors="replace")
-            self.stalls.append({"late_ms": round(late * 1000, 1), "stacks": _stacks(text, names)})
-        self._taken.clear()
-
-
-def _stacks(dump: str, names: dict[int | None, str]) -> dict[str, list[str]]:
-    """faulthandler's dump as {thread name: its five innermost frames, outermost first}."""
-    stacks: dict[str, list[str]] = {}
-    frames: list[str] = []
-    for line in dump.splitlines():
-        thread = re.match(r"(?:Current thread|Thread) (0x[0-9a-f]+)", line)
-        if thread:
-            ident = int(thread.group(1), 16)
-            frames = stacks.setdefault(names.get(ident, thread.group(1)), [])
-            continue
-        frame = re.match(r'\s+File "(.*)", line (\d+) in (.*)', line)
-        if frame and len(frames) < 5:
-            frames.insert(0, f"{Path(frame.group(1)).name}:{frame.group(2)} {frame.group(3)}")
-    return stacks
-
-
 def background_run(
     stage: str, size: int, args: argparse.Namespace, **options: Any
 ) -> dict[str, Any]:
@@ -1142,22 +1053,15 @@ def background_run(
 
 KERNEL_SETUP = """
 %load_ext bedrock_batch_nb
-import asyncio, gc, json, resource, threading, time
+import asyncio, json, resource, sys, time
 from bedrock_batch_nb.aws import Clients
 Clients.create()  # botocore's first client loads its data (as an earlier preview would)
-_bench = {"samples": [], "cells": [], "stop": False, "gc": [], "gc_start": 0.0}
+_bench = {"samples": [], "cells": [], "stop": False}
 _bench_ns = get_ipython().user_ns
-
-def _bench_gc(phase, info):  # the garbage collector's pauses: it holds the GIL throughout
-    if phase == "start":
-        _bench["gc_start"] = time.monotonic()
-        return
-    took = time.monotonic() - _bench["gc_start"]
-    if info["generation"] == 2 or took > 0.02:
-        name = threading.current_thread().name
-        _bench["gc"].append((_bench["gc_start"], took, info["generation"], name))
-
-gc.callbacks.append(_bench_gc)
+sys.path.insert(0, __BENCHMARKS__)
+from stalls import GcPauses, StallTracer
+_bench_gc = GcPauses().__enter__()  # the garbage collector's pauses: it holds the GIL throughout
+_bench_tracer = StallTracer(float(__THRESHOLD__), 0.010)  # (--trace-stalls)
 
 def _bench_cell_start(info):
     _bench["cells"].append([time.monotonic(), None])
@@ -1175,7 +1079,9 @@ async def _bench_monitor():
         await asyncio.sleep(0.010)
         run = _bench_ns.get("answers_run")
         phase = "idle" if run is None else run.status().phase
-        _bench["samples"].append((before, time.monotonic() - before - 0.010, phase))
+        late = time.monotonic() - before - 0.010
+        _bench["samples"].append((before, late, phase))
+        _bench_tracer.beat(late)
 
 _bench_base_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 _bench_task = asyncio.ensure_future(_bench_monitor())  # on the kernel's own event loop
@@ -1184,6 +1090,7 @@ _bench_task = asyncio.ensure_future(_bench_monitor())  # on the kernel's own eve
 KERNEL_REPORT = """
 _bench["stop"] = True
 await _bench_task
+_bench_tracer.stop()
 _cell = _bench["cells"][0]  # the %%bedrock_batch cell
 _lags = sorted(lag for _t, lag, _p in _bench["samples"])
 _after = sorted(lag for t, lag, _p in _bench["samples"] if t >= _cell[1])
@@ -1205,8 +1112,9 @@ print(json.dumps({
     ],
     "gc_pauses": [  # (start after the cell's start s, ms, generation, thread)
         [round(t - _cell[0], 3), round(took * 1000, 1), gen, name]
-        for t, took, gen, name in _bench["gc"]
+        for t, took, gen, name in _bench_gc.pauses
     ],
+    "stalls": _bench_tracer.stalls,
     "rows": len(answers),
     "answered": int(answers["response"].notna().sum()),
     "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -1247,7 +1155,9 @@ def case_kernel_lag(size: int, args: argparse.Namespace) -> dict[str, Any]:
                 raise AssertionError(f"cell failed: {reply['content']}\n{code}")
             return "".join(printed)
 
-        execute(KERNEL_SETUP)
+        threshold = (args.trace_stalls or math.inf) / 1000
+        setup = KERNEL_SETUP.replace("__BENCHMARKS__", repr(str(Path(__file__).parent)))
+        execute(setup.replace("__THRESHOLD__", repr(str(threshold))))
         magic = (
             f"%%bedrock_batch {path} --model {datagen.CLAUDE_ID} --out answers "
             f"--records-per-job {args.records_per_job} --concurrent-jobs 20 "
