@@ -19,7 +19,7 @@ from typing import Any
 class GcPauses:
     """The garbage collector's full collections, and any collection over 20 ms, each as
     (monotonic start, seconds, generation, thread): it holds the GIL throughout, so the
-    loop waits for it (what ``kernel_lag`` records in the kernel, here in the process)."""
+    loop waits for it."""
 
     def __init__(self) -> None:
         self.pauses: list[tuple[float, float, int, str]] = []
