@@ -1127,12 +1127,12 @@ def case_kernel_lag(size: int, args: argparse.Namespace) -> dict[str, Any]:
     """The notebook as its users have it: a real IPython kernel (started by jupyter_client,
     as JupyterLab starts one) runs the ``%%bedrock_batch`` cell on the Parquet file, the
     emulator in another process.  A task on the kernel's own event loop records how late
-    it wakes (as ``loop_lag``), and from outside a one-line cell is sent every 0.1 s and
-    the time to its reply recorded: how long a user waits for another cell while the run
-    works."""
+    it wakes (as ``loop_lag``), and from outside a one-line cell is sent every 0.1 s
+    (``--probe-interval``) and the time to its reply recorded: how long a user waits for
+    another cell while the run works."""
     from jupyter_client.manager import start_new_kernel
 
-    probe_s = 0.1
+    probe_s = args.probe_interval
     path = simplecot_path(args.data_dir, size)
     cache = tempfile.mkdtemp(prefix="bench-cache-")
     with emulator_process() as env, contextlib.ExitStack() as cleanup:
@@ -1260,6 +1260,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cap", type=int, default=20, help="orchestrate: concurrent jobs")
     parser.add_argument("--job-seconds", type=float, default=1.0, help="orchestrate: job length")
     parser.add_argument("--poll-interval", type=float, default=0.1)
+    parser.add_argument(
+        "--probe-interval",
+        type=float,
+        default=0.1,
+        help="kernel_lag: seconds between the one-line cells sent to the kernel",
+    )
     parser.add_argument(
         "--net-mb-s", type=float, default=100.0, help="collect_network: MB/s the output arrives at"
     )
