@@ -51,7 +51,7 @@ import pandas as pd
 import reference
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
-from stalls import GcPauses, StallTracer
+from stalls import TICK_S, GcPauses, StallTracer
 
 from bedrock_batch_nb import BatchRun, collecting, prompts, sources, staging, validation
 from bedrock_batch_nb import run as run_module
@@ -944,7 +944,7 @@ def background_run(
     stage: str, size: int, args: argparse.Namespace, **options: Any
 ) -> dict[str, Any]:
     path = simplecot_path(args.data_dir, size)
-    tick = 0.010
+    tick = TICK_S
     cache = tempfile.mkdtemp(prefix="bench-cache-")  # the run's journal and local files
     os.environ["BEDROCK_BATCH_CACHE_DIR"] = cache
     with emulator_process() as env, contextlib.ExitStack() as cleanup:
@@ -1059,9 +1059,9 @@ Clients.create()  # botocore's first client loads its data (as an earlier previe
 _bench = {"samples": [], "cells": [], "stop": False}
 _bench_ns = get_ipython().user_ns
 sys.path.insert(0, __BENCHMARKS__)
-from stalls import GcPauses, StallTracer
+from stalls import TICK_S, GcPauses, StallTracer
 _bench_gc = GcPauses().__enter__()  # the garbage collector's pauses: it holds the GIL throughout
-_bench_tracer = StallTracer(float(__THRESHOLD__), 0.010)  # (--trace-stalls)
+_bench_tracer = StallTracer(float(__THRESHOLD__), TICK_S)  # (--trace-stalls)
 
 def _bench_cell_start(info):
     _bench["cells"].append([time.monotonic(), None])
@@ -1076,10 +1076,10 @@ get_ipython().events.register("post_run_cell", _bench_cell_end)
 async def _bench_monitor():
     while not _bench["stop"]:
         before = time.monotonic()
-        await asyncio.sleep(0.010)
+        await asyncio.sleep(TICK_S)
         run = _bench_ns.get("answers_run")
         phase = "idle" if run is None else run.status().phase
-        late = time.monotonic() - before - 0.010
+        late = time.monotonic() - before - TICK_S
         _bench["samples"].append((before, late, phase))
         _bench_tracer.beat(late)
 

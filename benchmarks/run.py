@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stalls import TICK_S
+
 HERE = Path(__file__).resolve().parent
 CASES_PY = HERE / "cases.py"
 
@@ -128,9 +130,6 @@ REF_TEXT, REF_EMBED, REF_COLLECT = 15_000, 26_000, 13_500
 GOAL_TEXT, GOAL_EMBED, GOAL_COLLECT = 15 * REF_TEXT, 15 * REF_EMBED, 10 * REF_COLLECT
 GOAL_PREPARE_RISE_MIB = 300  # "within a few hundred MiB" for 2.2 million rows
 GOAL_LAG_MS = 100.0
-TICK_S = 0.010
-"""How long the lag cases' watching coroutine sleeps at a time (``cases.background_run``,
-``cases.KERNEL_SETUP``)."""
 GOAL_VS_IDEAL = 1.02
 
 

@@ -15,6 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+TICK_S = 0.010
+"""How long the lag cases' watching coroutine sleeps at a time; each sample is how much
+later than that it woke (``cases.background_run``, ``cases.KERNEL_SETUP``)."""
+
 
 class GcPauses:
     """The garbage collector's full collections, and any collection over 20 ms, each as
