@@ -51,7 +51,7 @@ import pandas as pd
 import reference
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
-from stalls import TICK_S, GcPauses, StallTracer
+from stalls import TICK_S, GcPauses, StallTracer, threshold_s
 
 from bedrock_batch_nb import BatchRun, collecting, prompts, sources, staging, validation
 from bedrock_batch_nb import run as run_module
@@ -1037,7 +1037,7 @@ def background_run(
             }
 
         meter = Meter()
-        threshold = (args.trace_stalls or math.inf) / 1000
+        threshold = threshold_s(args.trace_stalls)
         with meter.measure(), StallTracer(threshold, tick) as tracer, GcPauses() as pauses:
             figures = asyncio.run(main())
         if args.trace_stalls:
@@ -1155,7 +1155,7 @@ def case_kernel_lag(size: int, args: argparse.Namespace) -> dict[str, Any]:
                 raise AssertionError(f"cell failed: {reply['content']}\n{code}")
             return "".join(printed)
 
-        threshold = (args.trace_stalls or math.inf) / 1000
+        threshold = threshold_s(args.trace_stalls)
         setup = KERNEL_SETUP.replace("__BENCHMARKS__", repr(str(Path(__file__).parent)))
         execute(setup.replace("__THRESHOLD__", repr(str(threshold))))
         magic = (

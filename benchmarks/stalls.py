@@ -57,7 +57,8 @@ class StallTracer:
         self.enabled = math.isfinite(threshold)
         self.timeout = tick + threshold
         self.stalls: list[dict[str, Any]] = []
-        self._dumps = tempfile.TemporaryFile()  # noqa: SIM115 (closed by __exit__)
+        # (closed by __exit__; none when not tracing)
+        self._dumps = tempfile.TemporaryFile() if self.enabled else None  # noqa: SIM115
         self._read = 0
         self._taken: list[tuple[float, int, int, dict[int | None, str]]] = []
 
@@ -66,12 +67,13 @@ class StallTracer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-        self._dumps.close()
+        if self._dumps is not None:
+            self._dumps.close()
 
     def beat(self, late: float) -> None:
         """A tick came ``late`` seconds late: keep the dump of its stall, if one was
         taken (parsed in :meth:`stop`, off the loop's time), and re-arm the watchdog."""
-        if not self.enabled:
+        if self._dumps is None:
             return
         faulthandler.cancel_dump_traceback_later()
         fd = self._dumps.fileno()
@@ -83,7 +85,7 @@ class StallTracer:
         faulthandler.dump_traceback_later(self.timeout, file=fd)
 
     def stop(self) -> None:
-        if not self.enabled:
+        if self._dumps is None:
             return
         faulthandler.cancel_dump_traceback_later()
         fd = self._dumps.fileno()
@@ -91,6 +93,12 @@ class StallTracer:
             text = os.pread(fd, end - start, start).decode(errors="replace")
             self.stalls.append({"late_ms": round(late * 1000, 1), "stacks": _stacks(text, names)})
         self._taken.clear()
+
+
+def threshold_s(ms: float | None) -> float:
+    """``--trace-stalls MS`` as :class:`StallTracer`'s threshold in seconds (infinite,
+    tracing nothing, when not given)."""
+    return (ms or math.inf) / 1000
 
 
 def _stacks(dump: str, names: dict[int | None, str]) -> dict[str, list[str]]:
