@@ -71,10 +71,16 @@ def test_hugging_face_dataset_object(frame: pd.DataFrame) -> None:
     assert list(rows["topic"]) == ["cats", "dogs"]
 
 
-@pytest.mark.parametrize("on_disk", [True, False])
+@pytest.mark.parametrize(
+    ("on_disk", "gathered_by"),
+    [(True, "engine"), (False, "engine"), (False, "datasets")],
+)
 def test_a_shuffled_or_filtered_dataset_is_read_in_its_own_order(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_disk: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_disk: bool, gathered_by: str
 ) -> None:
+    """Its rows come in the dataset's order, whether the engine gathers them itself or,
+    for a ``datasets`` release that keeps its selection otherwise, ``flatten_indices``
+    does."""
     import gc
 
     import datasets
@@ -93,6 +99,9 @@ def test_a_shuffled_or_filtered_dataset_is_read_in_its_own_order(
 
     before = copies()
     monkeypatch.setattr(sources, "SELECTION_ROWS", 700)  # gathered in several pieces
+    assert sources._selection_parts(picked.with_format("arrow")) is not None
+    if gathered_by == "datasets":
+        monkeypatch.setattr(sources, "_selection_parts", lambda dataset: None)
     source = open_source(picked, max_records_total=1500)
     assert source.num_rows == 1500
     # a preview's rows, or a retry's, are read as they are

@@ -1019,9 +1019,9 @@ class SelectionSource(RowSource):
                 keep = _TempDir()
                 path = os.path.join(keep.name, "rows.arrow")
                 data = self._dataset
-                backing = getattr(getattr(data, "data", None), "table", None)
-                if isinstance(backing, pa.Table) and data._indices.num_columns == 1:
-                    _write_selection(backing, data._indices.column(0), path)
+                parts = _selection_parts(data)
+                if parts is not None:
+                    _write_selection(*parts, path)
                     table = pa.ipc.open_file(pa.memory_map(path)).read_all()
                 else:  # (not the datasets this was written for: its own, slower way)
                     table = data.flatten_indices(cache_file_name=path)[:]
@@ -1047,6 +1047,17 @@ class SelectionSource(RowSource):
 
     def _write_parquet(self, path: str) -> None:
         self._whole()._write_parquet(path)
+
+
+def _selection_parts(dataset: Any) -> tuple[pa.Table, pa.ChunkedArray] | None:
+    """A selecting dataset's whole table and the positions it selects from it, as the
+    ``datasets`` releases this was written for keep them (private attributes: None when
+    they are not there, and the dataset's own ``flatten_indices`` is used instead)."""
+    backing = getattr(getattr(dataset, "data", None), "table", None)
+    indices = getattr(getattr(dataset, "_indices", None), "table", None)
+    if not (isinstance(backing, pa.Table) and isinstance(indices, pa.Table)):
+        return None
+    return (backing, indices.column(0)) if indices.num_columns == 1 else None
 
 
 def _write_selection(table: pa.Table, indices: pa.ChunkedArray, path: str) -> None:
