@@ -144,19 +144,19 @@ class RecordBuilder:
         into one file (a job's file is built a batch of rows at a time): each byte of the
         file is then copied once, not once per join.
 
-        The texts are escaped in bulk: each one ended by a NUL byte and encoded (straight
-        from Arrow's buffer for an Arrow array), then, a few hundred KiB at a time (so that
-        every pass stays in the CPU cache and no large buffer is allocated per pass), the
-        five characters JSON escapes in ordinary text (quote, backslash, newline, carriage
-        return, tab) are replaced, each NUL becomes the end of one record and the start of
-        the next, and the ten-digit ids are written in place with numpy.  Texts with other
-        control characters take the per-record path."""
+        The records are built in bulk: each text, straight from Arrow's buffer for an
+        Arrow array, is put after its record id and between two marks (``NUL``, the ten
+        digits, ``SOH``, the text: one Arrow call for the batch); then, a few hundred KiB
+        at a time (so that every pass stays in the CPU cache and no large buffer is
+        allocated per pass), the five characters JSON escapes in ordinary text (quote,
+        backslash, newline, carriage return, tab) are replaced, and each mark becomes the
+        JSON around the id.  Texts with other control characters take the per-record
+        path."""
         if self._parts is None:
             return [jsonl_body(self.lines(_as_list(texts), positions))]
         head, tail = self._parts
         start = f'{{"recordId":"{RECORD_ID_PREFIX}'.encode()
         mid = f'","modelInput":{head}'.encode()
-        prefix = start + b"\x00" * _ID_DIGITS + mid
         end = f"{tail}}}\n".encode()
         if not isinstance(texts, pa.ChunkedArray | pa.Array):
             listed = texts if isinstance(texts, list) else list(texts)
@@ -169,9 +169,9 @@ class RecordBuilder:
         ids = np.fromiter(positions, dtype=np.int64, count=count)
         if not count:
             return []
-        if (ids >= 10**_ID_DIGITS).any():
+        if (ids >= 10**_ID_DIGITS).any() or (ids < 0).any():
             return [self._body_per_record(_as_list(texts), ids, start, mid, end)]
-        data, offsets = _nul_ended(texts)
+        data, offsets = _id_marked(texts, ids)
         # Pieces of whole records, about _PIECE_BYTES each.
         cuts = np.searchsorted(offsets, np.arange(offsets[0], offsets[-1], _PIECE_BYTES))
         cuts = np.unique(np.append(cuts, count))
@@ -181,9 +181,8 @@ class RecordBuilder:
             if last <= first:
                 continue
             piece = data[int(offsets[first]) : int(offsets[last])].tobytes()
-            controls = piece.translate(None, _ORDINARY)
-            if len(controls) != last - first or controls.strip(b"\x00"):
-                # a NUL or another control character inside a text
+            if piece.translate(None, _ORDINARY) != _MARKS * (last - first):
+                # a NUL, a SOH or another control character inside a text
                 return [self._body_per_record(_as_list(texts), ids, start, mid, end)]
             escaped = (
                 piece.replace(b"\\", b"\\\\")
@@ -192,15 +191,14 @@ class RecordBuilder:
                 .replace(b"\r", b"\\r")
                 .replace(b"\t", b"\\t")
             )
-            out = bytearray(prefix)
-            out += escaped.replace(b"\x00", end + prefix)
-            del out[-len(prefix) :]
-            buffer = np.frombuffer(out, dtype=np.uint8)
-            digits = ids[first:last, None] // _POWERS % 10 + ord("0")
-            buffer[np.flatnonzero(buffer == 0)] = digits.astype(np.uint8).ravel()
-            del buffer
-            pieces.append(out)
+            pieces.append(escaped.replace(b"\x01", mid).replace(b"\x00", end + start))
             first = last
+        # each record's NUL became the end of the one before and its own start: the first
+        # has no record before it, and the last still needs its end
+        opening = bytearray(pieces[0])
+        del opening[: len(end)]
+        pieces[0] = opening
+        pieces.append(end)
         return pieces
 
     @staticmethod
@@ -224,17 +222,28 @@ def _as_list(texts: Iterable[str] | pa.Array) -> list[str]:
     return texts if isinstance(texts, list) else list(texts)
 
 
-def _nul_ended(texts: pa.Array | pa.ChunkedArray) -> tuple[memoryview, npt.NDArray[Any]]:
-    """The texts' UTF-8 bytes, each ended by a NUL, straight from Arrow's buffers, and
-    where each text starts (one more offset for the end)."""
+_MARKS = b"\x00\x01"
+"""What is left of a record's id and text once its ordinary bytes are taken out."""
+
+
+def _id_marked(
+    texts: pa.Array | pa.ChunkedArray, ids: npt.NDArray[Any]
+) -> tuple[memoryview, npt.NDArray[Any]]:
+    """Each text's UTF-8 bytes after a NUL, its id's ten digits and a SOH, straight from
+    Arrow's buffers, and where each record starts (one more offset for the end)."""
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
-    large = pa.large_string()
-    ended = pc.binary_join_element_wise(
-        texts.cast(large), pa.scalar("\x00", large), pa.scalar("", large)
+    marked = np.zeros((len(ids), _ID_DIGITS + 1), dtype=np.uint8)  # NUL, then the digits
+    marked[:, 1:] = ids[:, None] // _POWERS % 10 + ord("0")
+    large = pa.large_binary()
+    heads = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(_ID_DIGITS + 1), len(ids), [None, pa.py_buffer(marked)]
+    ).cast(large)
+    joined = pc.binary_join_element_wise(
+        heads, texts.cast(pa.large_string()).cast(large), pa.scalar(b"\x01", large)
     )
-    _, offsets, data = ended.buffers()
-    bounds = np.frombuffer(offsets, dtype=np.int64)[ended.offset : ended.offset + len(ended) + 1]
+    _, offsets, data = joined.buffers()
+    bounds = np.frombuffer(offsets, dtype=np.int64)[joined.offset : joined.offset + len(ids) + 1]
     return memoryview(data), bounds
 
 
