@@ -244,10 +244,11 @@ class Results:
     ) -> None:
         self.n_rows = n_rows
         self.adapter = adapter
-        self.values: Any = [None] * n_rows  # response text or embedding
+        self.values: Any = np.full(n_rows, None, dtype=object)  # response text or embedding
         if spill_path is not None:
             self.values = SpilledValues(spill_path, self.arrow_types()[self.value_column])
-        self.errors: list[str | None] = [None] * n_rows
+        self.errors: npt.NDArray[np.object_] = np.full(n_rows, None, dtype=object)
+        """Why each row has no answer (None: it has one, or no line was read for it)."""
         self.input_tokens = np.full(n_rows, np.nan)
         self.output_tokens = np.full(n_rows, np.nan)
         self.answered = np.zeros(n_rows, dtype=bool)
@@ -336,16 +337,17 @@ class Results:
         if len(done):
             assert answers is not None
             at = positions[done]
-            values, errors = self.values, self.errors
-            if isinstance(values, SpilledValues):  # (a large run's answers stay in Arrow)
-                values.put_many(at, answers)
-            else:
-                for pos, value in zip(at.tolist(), _python_values(answers), strict=True):
-                    values[pos] = value
-            for pos in at.tolist():
-                errors[pos] = None
             # the last line of a row wins, as it would line by line
             last = len(at) - 1 - np.unique(at[::-1], return_index=True)[1]
+            values = self.values
+            if isinstance(values, SpilledValues):  # (a large run's answers stay in Arrow)
+                values.put_many(at, answers)
+            elif pa.types.is_list(answers.type):  # embeddings: an array each
+                for pos, value in zip(at.tolist(), _python_values(answers), strict=True):
+                    values[pos] = value
+            else:  # texts: the block's strings made in one call, stored in one
+                values[at[last]] = answers.take(pa.array(last)).to_numpy(zero_copy_only=False)
+            self.errors[at] = None
             input_tokens, output_tokens = shape.tokens(read.output)
             self.input_tokens[at[last]] = input_tokens[done[last]]
             self.output_tokens[at[last]] = output_tokens[done[last]]
