@@ -346,7 +346,7 @@ class Results:
                 for pos, value in zip(at.tolist(), _python_values(answers), strict=True):
                     values[pos] = value
             else:  # texts: the block's strings made in one call, stored in one
-                values[at[last]] = answers.take(pa.array(last)).to_numpy(zero_copy_only=False)
+                values[at[last]] = answers.to_numpy(zero_copy_only=False)[last]
             self.errors[at] = None
             input_tokens, output_tokens = shape.tokens(read.output)
             self.input_tokens[at[last]] = input_tokens[done[last]]
