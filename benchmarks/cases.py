@@ -123,7 +123,7 @@ BREAKDOWN = {
     "lengths": (prompts.PromptTemplate, "arrow_lengths"),
     "check_lengths": (validation.LengthChecks, "add"),
     "plan_chunks": (run_module, "plan_chunks"),
-    "render": (prompts.PromptTemplate, "render_arrow"),
+    "render": (prompts.PromptTemplate, "arrow_parts"),  # (the join is in build_body)
     "build_body": (staging.RecordBuilder, "body_parts"),
     "put_jsonl": (run_module, "put_jsonl"),
 }

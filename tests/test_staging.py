@@ -11,6 +11,7 @@ import pytest
 from bedrock_batch_nb import staging
 from bedrock_batch_nb.local import LocalBedrock
 from bedrock_batch_nb.models import InferenceParams, resolve_adapter
+from bedrock_batch_nb.prompts import PromptTemplate
 from bedrock_batch_nb.staging import RecordBuilder, jsonl_body, position_of
 
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -62,6 +63,45 @@ def test_texts_with_other_control_characters_take_the_per_record_path(
         positions = list(range(5, 5 + len(texts)))
         assert builder.body(texts, positions) == jsonl_body(builder.lines(texts, positions))
     assert builder.body([], []) == b""
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{a}", "Q: {a}", "{a} (end)", "{a}\n\nExplain: {b}", "{b}{a}{b}", 'Say "{a}" then {b}.'],
+)
+@pytest.mark.parametrize("alphabet", [ORDINARY, ORDINARY + CONTROL])
+def test_a_templates_pieces_give_the_file_its_rendered_prompts_give(
+    builder: RecordBuilder, monkeypatch: pytest.MonkeyPatch, template: str, alphabet: str
+) -> None:
+    """Staging joins a template's literals and columns itself, each record's id in front:
+    the same bytes as building from the prompts rendered first (control characters in a
+    value send the batch down the per-record path, still the same bytes)."""
+    monkeypatch.setattr(staging, "_PIECE_BYTES", 64)
+    if alphabet == ORDINARY:
+
+        def per_record(*args: object) -> bytes:
+            raise AssertionError("ordinary text must not need the per-record path")
+
+        monkeypatch.setattr(RecordBuilder, "_body_per_record", staticmethod(per_record))
+    prompt = PromptTemplate(template)
+    rng = random.Random(len(template) + len(alphabet))
+    for _ in range(30):
+        n = rng.randint(1, 25)
+        rows = pa.table(
+            {
+                "a": random_texts(rng, alphabet, n),
+                "b": pa.array(random_texts(rng, alphabet, n), pa.large_string()),
+            }
+        )
+        positions = rng.sample(range(10**9), n)
+        parts = staging.TextParts(tuple(prompt.arrow_parts(rows)))
+        assert len(parts) == n
+        prompts = prompt.render_frame(rows.to_pandas()).tolist()
+        assert parts.joined().to_pylist() == prompts
+        body = builder.body(parts, positions)
+        assert body == jsonl_body(builder.lines(prompts, positions))
+        records = [json.loads(line) for line in body.decode().splitlines()]
+        assert [r["modelInput"]["messages"][0]["content"][0]["text"] for r in records] == prompts
 
 
 def test_staged_files_carry_the_crc32_s3_checks(aws: LocalBedrock) -> None:

@@ -145,23 +145,30 @@ class PromptTemplate:
 
     def render_arrow(self, rows: Rows) -> pa.Array:
         """The prompt for every row as one Arrow string array, rendered by Arrow's
-        element-wise join (no Python string per row): what staging builds records from."""
+        element-wise join (no Python string per row)."""
         n = rows.num_rows if isinstance(rows, pa.Table) else len(rows)
         if not self._names:
             return pa.array([self._literals[0]] * n, pa.large_string())
+        parts = self.arrow_parts(rows)
+        if len(parts) == 1:
+            rendered: pa.Array = parts[0]
+            return rendered
+        joined: pa.Array = pc.binary_join_element_wise(*parts, pa.scalar("", pa.large_string()))
+        return joined
+
+    def arrow_parts(self, rows: Rows) -> list[pa.Array | pa.Scalar]:
+        """What :meth:`render_arrow` joins, in order: the literals (as scalars) and the
+        columns' texts (as large string arrays).  Staging joins them itself, each record's
+        id in front, so that the prompts are not made first and then copied again."""
         values = {name: text_array(column_of(rows, name)) for name in self._fields}
-        parts: list[Any] = []
+        parts: list[pa.Array | pa.Scalar] = []
         for literal, name in zip(self._literals, self._names, strict=False):
             if literal:
                 parts.append(pa.scalar(literal, pa.large_string()))
             parts.append(values[name])
         if self._literals[-1]:
             parts.append(pa.scalar(self._literals[-1], pa.large_string()))
-        if len(parts) == 1:
-            rendered: pa.Array = parts[0]
-            return rendered
-        joined: pa.Array = pc.binary_join_element_wise(*parts, pa.scalar("", pa.large_string()))
-        return joined
+        return parts
 
     def arrow_lengths(self, rows: Rows) -> npt.NDArray[Any]:
         """``len()`` of every row's prompt, from the columns' lengths (Arrow kernels)."""

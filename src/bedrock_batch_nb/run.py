@@ -50,7 +50,7 @@ from .models import InferenceParams, ModelAdapter, ModelOutput, resolve_adapter
 from .orchestrator import PENDING, JobState, Orchestrator, RunStatus, SubmitSpec, crash_point
 from .prompts import PromptTemplate, Rows, column_of, get_prompt, text_array, text_lengths
 from .sources import BATCH_ROWS, RowSource, open_source, parse_s3_uri
-from .staging import RecordBuilder, RunLayout, put_jsonl, put_options
+from .staging import RecordBuilder, RunLayout, TextParts, put_jsonl, put_options
 from .validation import LengthChecks, ValueChecks, check_columns, check_index, check_rows
 
 Listener = Callable[[RunStatus], None]
@@ -435,12 +435,17 @@ class BatchRun:
             parts += builder.body_parts(self._texts_at(part), part)
         return b"".join(parts)
 
-    def _texts_at(self, positions: range | list[int]) -> pa.Array:
+    def _texts_at(self, positions: range | list[int]) -> pa.Array | TextParts:
+        """The texts of the rows at ``positions`` as staging builds records from them: a
+        template's pieces, which it joins itself, or the embedded column's texts."""
         rows: Rows
         if isinstance(positions, range):
             rows = self.source.read_raw(positions.start, positions.stop, self.text_columns)
         else:
             rows = self.source.take(positions, self.text_columns)
+        template = self.template
+        if template is not None and template.fields:
+            return TextParts(tuple(template.arrow_parts(rows)))
         return self.text_array(rows)
 
     def plan(self) -> pd.DataFrame:

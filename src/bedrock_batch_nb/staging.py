@@ -36,6 +36,24 @@ _ORDINARY = bytes(range(0x20, 0x100)) + b"\t\n\r"
 _MARKER = "@@bedrock-batch-nb:text@@"
 
 
+@dataclass(frozen=True)
+class TextParts:
+    """Texts given as the pieces Arrow joins into them, element by element: a prompt
+    template's literals (scalars) and columns (string arrays, at least one).  Staging
+    joins them with each record's id in one pass, not the texts first and the ids after."""
+
+    parts: tuple[pa.Array | pa.Scalar, ...]
+
+    def __len__(self) -> int:
+        return next(len(p) for p in self.parts if isinstance(p, pa.Array))
+
+    def joined(self) -> pa.Array:
+        """The texts themselves."""
+        empty = pa.scalar("", pa.large_string())
+        texts: pa.Array = pc.binary_join_element_wise(*self.parts, empty)
+        return texts
+
+
 def record_id(position: int) -> str:
     return f"{RECORD_ID_PREFIX}{position:010d}"
 
@@ -133,12 +151,12 @@ class RecordBuilder:
             for t, p in zip(texts, positions, strict=True)
         ]
 
-    def body(self, texts: Iterable[str] | pa.Array, positions: Iterable[int]) -> bytes:
+    def body(self, texts: Iterable[str] | pa.Array | TextParts, positions: Iterable[int]) -> bytes:
         """The JSONL file of these records: the same bytes as ``jsonl_body(lines(...))``."""
         return b"".join(self.body_parts(texts, positions))
 
     def body_parts(
-        self, texts: Iterable[str] | pa.Array, positions: Iterable[int]
+        self, texts: Iterable[str] | pa.Array | TextParts, positions: Iterable[int]
     ) -> list[bytes | bytearray]:
         """:meth:`body` in consecutive parts, for a caller that joins several calls' parts
         into one file (a job's file is built a batch of rows at a time): each byte of the
@@ -146,7 +164,8 @@ class RecordBuilder:
 
         The records are built in bulk: each text, straight from Arrow's buffer for an
         Arrow array, is put after its record id and between two marks (``NUL``, the ten
-        digits, ``SOH``, the text: one Arrow call for the batch); then, a few hundred KiB
+        digits, ``SOH``, the text: one Arrow call for the batch, which also renders the
+        texts given as :class:`TextParts`); then, a few hundred KiB
         at a time (so that every pass stays in the CPU cache and no large buffer is
         allocated per pass), the five characters JSON escapes in ordinary text (quote,
         backslash, newline, carriage return, tab) are replaced, and each mark becomes the
@@ -158,7 +177,7 @@ class RecordBuilder:
         start = f'{{"recordId":"{RECORD_ID_PREFIX}'.encode()
         mid = f'","modelInput":{head}'.encode()
         end = f"{tail}}}\n".encode()
-        if not isinstance(texts, pa.ChunkedArray | pa.Array):
+        if not isinstance(texts, pa.ChunkedArray | pa.Array | TextParts):
             listed = texts if isinstance(texts, list) else list(texts)
             try:
                 texts = pa.array(listed, pa.large_string())
@@ -215,7 +234,9 @@ class RecordBuilder:
         return b"".join(parts)
 
 
-def _as_list(texts: Iterable[str] | pa.Array) -> list[str]:
+def _as_list(texts: Iterable[str] | pa.Array | TextParts) -> list[str]:
+    if isinstance(texts, TextParts):
+        texts = texts.joined()
     if isinstance(texts, pa.ChunkedArray | pa.Array):
         values: list[str] = texts.to_pylist()
         return values
@@ -227,21 +248,26 @@ _MARKS = b"\x00\x01"
 
 
 def _id_marked(
-    texts: pa.Array | pa.ChunkedArray, ids: npt.NDArray[Any]
+    texts: pa.Array | pa.ChunkedArray | TextParts, ids: npt.NDArray[Any]
 ) -> tuple[memoryview, npt.NDArray[Any]]:
     """Each text's UTF-8 bytes after a NUL, its id's ten digits and a SOH, straight from
-    Arrow's buffers, and where each record starts (one more offset for the end)."""
+    Arrow's buffers (a :class:`TextParts`' pieces joined there and then), and where each
+    record starts (one more offset for the end)."""
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
-    marked = np.zeros((len(ids), _ID_DIGITS + 1), dtype=np.uint8)  # NUL, then the digits
-    marked[:, 1:] = ids[:, None] // _POWERS % 10 + ord("0")
+    parts = texts.parts if isinstance(texts, TextParts) else (texts,)
+    marked = np.zeros((len(ids), _ID_DIGITS + 2), dtype=np.uint8)  # NUL, the digits, SOH
+    marked[:, 1:-1] = ids[:, None] // _POWERS % 10 + ord("0")
+    marked[:, -1] = 1
     large = pa.large_binary()
     heads = pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(_ID_DIGITS + 1), len(ids), [None, pa.py_buffer(marked)]
+        pa.binary(_ID_DIGITS + 2), len(ids), [None, pa.py_buffer(marked)]
     ).cast(large)
-    joined = pc.binary_join_element_wise(
-        heads, texts.cast(pa.large_string()).cast(large), pa.scalar(b"\x01", large)
-    )
+    pieces = [
+        p.cast(large) if isinstance(p, pa.Scalar) else p.cast(pa.large_string()).cast(large)
+        for p in parts
+    ]
+    joined = pc.binary_join_element_wise(heads, *pieces, pa.scalar(b"", large))
     _, offsets, data = joined.buffers()
     bounds = np.frombuffer(offsets, dtype=np.int64)[joined.offset : joined.offset + len(ids) + 1]
     return memoryview(data), bounds
