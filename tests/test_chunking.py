@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 
 import pytest
 
@@ -76,3 +77,33 @@ def test_max_num_jobs_exceeded_says_what_to_change() -> None:
         len(plan_chunks(2345, max_records_per_job=1000, min_records_per_job=100, max_num_jobs=3))
         == 3
     )
+
+
+def test_varied_record_sizes_fill_each_file_up_to_the_byte_limit() -> None:
+    """Records of varied sizes: every job is under both limits, in input order, and each
+    but the last two (which the short-tail rule may rebalance) is as full as it can be."""
+    rng = random.Random(5)
+    for _ in range(200):
+        n = rng.randint(100, 3000)
+        record_bytes = [rng.choice([rng.randint(1, 50), rng.randint(50, 2000)]) for _ in range(n)]
+        limit = rng.randint(2000, 60_000)
+        per_job = rng.randint(100, 1500)
+        try:
+            chunks = plan_chunks(
+                n,
+                max_records_per_job=per_job,
+                min_records_per_job=1,
+                record_bytes=record_bytes,
+                max_file_bytes=limit,
+            )
+        except BatchInputError:
+            assert max(record_bytes) > limit
+            continue
+        assert [c.start for c in chunks] == [0] + [c.stop for c in chunks[:-1]]
+        assert chunks[-1].stop == n
+        for c in chunks:
+            assert 0 < c.size <= per_job
+            assert sum(record_bytes[c.start : c.stop]) <= limit
+        for c in chunks[:-2]:  # full: one more record would break a limit
+            more = sum(record_bytes[c.start : c.stop + 1])
+            assert c.size == per_job or more > limit

@@ -49,23 +49,21 @@ def plan_chunks(
     sizes = None if record_bytes is None else np.asarray(record_bytes)
     if sizes is not None and len(sizes) != n_records:
         raise ValueError("record_bytes must hold one size per record")
-    ends = None if sizes is None else np.cumsum(sizes, dtype=np.int64)
 
     def bytes_of(start: int, stop: int) -> int:
-        if ends is None:
-            return 0
-        return int(ends[stop - 1] - (ends[start - 1] if start else 0))
+        return 0 if sizes is None else int(sizes[start:stop].sum(dtype=np.int64))
 
     bounds: list[tuple[int, int]] = []
     start = 0
     while start < n_records:
         stop = min(start + max_records_per_job, n_records)
-        if ends is not None and max_file_bytes is not None:
-            base = int(ends[start - 1]) if start else 0
-            fit = int(np.searchsorted(ends, base + max_file_bytes, side="right"))
+        if sizes is not None and max_file_bytes is not None:
+            # running totals over this job's records only (not over every record: memory)
+            ends = np.cumsum(sizes[start:stop], dtype=np.int64)
+            fit = start + int(np.searchsorted(ends, max_file_bytes, side="right"))
             if fit <= start:
                 raise BatchInputError(
-                    f"Record {start} alone is {int(sizes[start]):,} bytes, over the input file "  # type: ignore[index]
+                    f"Record {start} alone is {int(sizes[start]):,} bytes, over the input file "
                     f"limit of {max_file_bytes:,} bytes: shorten its text."
                 )
             stop = min(stop, fit)
