@@ -17,6 +17,8 @@ from bedrock_batch_nb.prompts import (
     get_prompt,
     list_prompts,
     register_prompt,
+    text_array,
+    text_lengths,
     unregister_prompt,
 )
 
@@ -234,3 +236,30 @@ def test_lengths_of_columns_in_several_chunks(kind: pa.DataType) -> None:
     assert template.arrow_lengths(table).tolist() == expected
     assert template.arrow_lengths(table.slice(1, 3)).tolist() == expected[1:4]
     assert template.arrow_lengths(table.slice(0, 0)).tolist() == []
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["plain", "ünï 🙂", "", "tab\there", "long " * 50],  # all str: straight to Arrow
+        ["text", b"bytes", "more"],  # not all str: each value's str()
+        ["text", 3, 4.5],
+        ["text", None, "more"],
+        ["text", float("nan")],
+        [b"only", b"bytes"],
+        [1, 2, 3],
+    ],
+)
+def test_object_columns_give_each_values_str(values: list[object]) -> None:
+    """Text in an object column (how pandas before 3.0 holds it) is sent as it is, bytes
+    decoded as UTF-8 (as pandas' ``astype(str)`` does), any other value as ``str(value)``,
+    whichever way the column is converted."""
+    column = pd.Series(values, dtype=object)
+    expected = [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+    assert text_array(column).to_pylist() == expected
+    assert text_array(column).type == pa.large_string()
+    assert text_lengths(column).tolist() == [len(t) for t in expected]
+    template = PromptTemplate("<{a}>")
+    frame = pd.DataFrame({"a": column})
+    assert template.render_arrow(frame).to_pylist() == [f"<{t}>" for t in expected]
+    assert template.render_frame(frame).tolist() == [f"<{t}>" for t in expected]

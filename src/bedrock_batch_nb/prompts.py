@@ -216,7 +216,8 @@ def text_array(values: pa.Array | pa.ChunkedArray | pd.Series) -> pa.Array:
         if pd.api.types.is_string_dtype(values.dtype) and values.dtype != object:
             values = pa.array(values, from_pandas=True)
         else:
-            return pa.array(_strings(values), pa.large_string())
+            texts = _str_objects(values)
+            return pa.array(_strings(values), pa.large_string()) if texts is None else texts
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if values.type in TEXT_TYPES and values.null_count == 0:
@@ -245,6 +246,23 @@ def text_lengths(values: pa.Array | pa.ChunkedArray | pd.Series) -> npt.NDArray[
 
 
 _COUNTED_AS_IS = (pa.string(), pa.large_string())
+
+
+def _str_objects(column: pd.Series) -> pa.Array | None:
+    """An object column whose values are all ``str`` (what pandas before 3.0 holds text
+    in), as Arrow large strings straight from the objects; None when one is missing or not
+    a ``str``.  (Through ``astype(str)`` and back, 10,000 SimpleCoT sources took 30 ms
+    instead of 4.)"""
+    if column.dtype != object or not len(column):
+        return None
+    try:
+        texts = pa.array(column.to_numpy(), from_pandas=True)  # the type Arrow infers
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # a mix, or values that are not text
+        return None
+    if texts.type not in _COUNTED_AS_IS or texts.null_count:
+        return None
+    as_large: pa.Array = texts.cast(pa.large_string())
+    return as_large
 
 
 def _as_str_list(df: pd.DataFrame, name: str) -> list[str]:
