@@ -213,13 +213,13 @@ class FrameSource(RowSource):
         Python objects: 200,000 SimpleCoT rows prepared in 2.2 s instead of 0.6); the
         DataFrame itself otherwise (numbers, dates, mixed values: Python prints them)."""
         rows = self.read(start, stop, columns)
-        if rows.columns.has_duplicates:
+        if rows.columns.has_duplicates or not all(
+            pd.api.types.is_string_dtype(kind) for kind in rows.dtypes
+        ):  # (looked at before any column is converted for nothing)
             return rows
         arrays = []
         for name in rows.columns:
             column = rows[name]
-            if not pd.api.types.is_string_dtype(column.dtype):
-                return rows
             try:
                 array = pa.array(column, from_pandas=True)
             except (pa.ArrowException, UnicodeError, TypeError, ValueError):
