@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -176,6 +177,22 @@ def test_value_checks_add_up_over_batches() -> None:
     assert len(problems) == 2
     assert "(list) in 10 row(s): 99, 199, 299, 399, 499, and 5 more" in problems[0]
     assert "empty or null in 20 row(s): 0, 50, 100, 150, 200, and 15 more" in problems[1]
+
+
+def test_blank_text_beside_a_number_column_is_found() -> None:
+    """A template over an object column of str and a number column: the rows stay in
+    pandas, and the blank texts are still found (with Arrow's checks for the str column)."""
+    topics = [f"t{i}" for i in range(200)]
+    topics[5], topics[60], topics[199] = "", " \t ", "\n"
+    df = pd.DataFrame({"topic": pd.Series(topics, dtype=object), "n": range(200)})
+    df["score"] = np.where(np.arange(200) == 42, np.nan, 0.5)
+    msg = problems_of(BatchRun(df, CLAUDE, "Joke {n} about {topic} ({score})"))
+    assert "Column 'topic' is empty or null in 3 row(s): 5, 60, 199" in msg
+    assert "Column 'score' is empty or null in 1 row(s): 42" in msg
+    assert "'n'" not in msg
+    df.loc[5, "topic"], df.loc[60, "topic"], df.loc[199, "topic"] = "a", "b", "c"
+    df.loc[42, "score"] = 0.0
+    assert BatchRun(df, CLAUDE, "Joke {n} about {topic} ({score})").validate().records == 200
 
 
 def test_a_parquet_file_is_checked_with_the_same_messages(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from .collecting import RESULT_COLUMNS
 from .config import RunConfig
 from .models import ModelAdapter
-from .prompts import TEXT_TYPES, PromptTemplate
+from .prompts import TEXT_TYPES, PromptTemplate, str_objects
 
 _SHOW = 5
 
@@ -124,6 +124,10 @@ class ValueChecks:
             return
         for col in self.used:
             values = rows[col]
+            texts = str_objects(values)  # (str in an object column: Arrow's checks)
+            if texts is not None:
+                self._check_arrow(col, texts, rows.index)
+                continue
             if not self.templated:
                 not_text = values.notna() & ~values.map(lambda v: isinstance(v, str))
                 self._not_text[col].add(rows.index, not_text.to_numpy(dtype=bool))
@@ -132,26 +136,30 @@ class ValueChecks:
                     dtype=bool
                 )
                 self._odd[col].add(rows.index, odd, values)
-            empty = values.isna() | (values.astype(str).str.strip() == "")
+            empty = values.isna()
+            if not pd.api.types.is_numeric_dtype(values.dtype):  # (a number is never blank)
+                empty |= values.astype(str).str.strip() == ""
             self._empty[col].add(rows.index, empty.to_numpy(dtype=bool))
 
     def _add_arrow(self, rows: pa.Table, labels: pd.Index) -> None:
         """The same checks with Arrow kernels, on the values as the file holds them."""
         for col in self.used:
-            values = rows.column(col)
-            kind = values.type
-            textual = kind in TEXT_TYPES
-            present = _mask(pc.is_valid(values))
-            if not self.templated and not textual:
-                self._not_text[col].add(labels, present)
-            elif self.templated and pa.types.is_nested(kind):
-                self._odd[col].add(labels, present)
-                self._odd[col].kinds.add(str(kind).split("<", 1)[0])
-            empty = ~present
-            if textual:
-                blank = pc.or_(pc.equal(pc.binary_length(values), 0), pc.utf8_is_space(values))
-                empty |= _mask(blank)
-            self._empty[col].add(labels, empty)
+            self._check_arrow(col, rows.column(col), labels)
+
+    def _check_arrow(self, col: str, values: pa.Array | pa.ChunkedArray, labels: pd.Index) -> None:
+        kind = values.type
+        textual = kind in TEXT_TYPES
+        present = _mask(pc.is_valid(values))
+        if not self.templated and not textual:
+            self._not_text[col].add(labels, present)
+        elif self.templated and pa.types.is_nested(kind):
+            self._odd[col].add(labels, present)
+            self._odd[col].kinds.add(str(kind).split("<", 1)[0])
+        empty = ~present
+        if textual:
+            blank = pc.or_(pc.equal(pc.binary_length(values), 0), pc.utf8_is_space(values))
+            empty |= _mask(blank)
+        self._empty[col].add(labels, empty)
 
     def problems(self) -> list[str]:
         problems: list[str] = []
