@@ -461,7 +461,12 @@ def simplecot_rows(args: argparse.Namespace, size: int) -> Any:
     path = simplecot_path(args.data_dir, size, args.source_format)
     if args.source_format.startswith("frame"):  # what a notebook holds (read beforehand)
         frame = pd.read_parquet(path)
-        return frame.astype(object) if args.source_format == "frame-object" else frame
+        if args.source_format == "frame":
+            return frame
+        frame = frame.astype(object)
+        if args.source_format == "frame-mixed":
+            frame["n"] = range(len(frame))
+        return frame
     if args.source_format.startswith("hf"):
         import datasets
 
@@ -474,9 +479,10 @@ def case_prepare_text_pure(size: int, args: argparse.Namespace) -> dict[str, Any
     rows = simplecot_rows(args, size)
     meter = Meter()
     with Breakdown() as steps, meter.measure():
-        run = new_run(
-            rows, datagen.CLAUDE_ID, datagen.TEMPLATE, max_records_per_job=args.records_per_job
+        template = (
+            datagen.NUMBERED_TEMPLATE if args.source_format == "frame-mixed" else datagen.TEMPLATE
         )
+        run = new_run(rows, datagen.CLAUDE_ID, template, max_records_per_job=args.records_per_job)
         prepared, request_bytes = prepare(run)
     return meter.result(
         "prepare_text_pure",

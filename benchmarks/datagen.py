@@ -27,6 +27,8 @@ SEED = 20240307
 BATCH_ROWS = 100_000
 POOL_CHARS = 4_000_000
 TEMPLATE = "{source}\n\nExplain: {rationale}"
+NUMBERED_TEMPLATE = TEMPLATE + " (question {n})"
+"""For ``frame-mixed`` rows: the template also uses their number column ``n``."""
 CLAUDE_ID = "anthropic.claude-3-haiku-20240307-v1:0"
 TITAN_ID = "amazon.titan-embed-text-v2:0"
 ERROR_SHARE = 0.01
@@ -102,12 +104,22 @@ def write_simplecot(path: Path, n_rows: int) -> Path:
     return path
 
 
-SOURCE_FORMATS = ("parquet", "frame", "frame-object", "csv", "jsonl", "hf", "hf-shuffled")
+SOURCE_FORMATS = (
+    "parquet",
+    "frame",
+    "frame-object",
+    "frame-mixed",
+    "csv",
+    "jsonl",
+    "hf",
+    "hf-shuffled",
+)
 """The forms the prepare cases read the same rows from (``frame``: a DataFrame, read from the
 Parquet file, with pandas' own string dtype; ``frame-object``: Python strings in object
-columns, as pandas before 3.0 reads them; ``hf``: a saved ``datasets.Dataset``,
-memory-mapped when loaded, as ``load_dataset`` gives it; ``hf-shuffled``: the same after
-``shuffle()``, a selection of its rows)."""
+columns, as pandas before 3.0 reads them; ``frame-mixed``: the same beside a number column
+``n``, which ``NUMBERED_TEMPLATE`` uses, so that the rows stay in pandas; ``hf``: a saved
+``datasets.Dataset``, memory-mapped when loaded, as ``load_dataset`` gives it;
+``hf-shuffled``: the same after ``shuffle()``, a selection of its rows)."""
 
 
 def simplecot_as(parquet: Path, fmt: str) -> Path:
