@@ -456,8 +456,9 @@ def simplecot_path(data_dir: Path, size: int, fmt: str = "parquet") -> Path:
 
 def simplecot_rows(args: argparse.Namespace, size: int) -> Any:
     """The rows in ``--source-format``, as a user hands them to a run: a path, a DataFrame
-    (``frame``, ``frame-object``), or for ``hf`` the dataset ``datasets.load_from_disk`` gives
-    (memory-mapped), shuffled for ``hf-shuffled`` (an indices mapping over the table)."""
+    (``frame``, ``frame-object``, and ``frame-mixed`` with a number column ``n``), or for
+    ``hf`` the dataset ``datasets.load_from_disk`` gives (memory-mapped), shuffled for
+    ``hf-shuffled`` (an indices mapping over the table)."""
     path = simplecot_path(args.data_dir, size, args.source_format)
     if args.source_format.startswith("frame"):  # what a notebook holds (read beforehand)
         frame = pd.read_parquet(path)
