@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
+import os
 import secrets
 import shutil
 import threading
@@ -994,9 +995,12 @@ class BatchRun:
             return f"Results not written as Parquet: {exc}"
         return f"Results written to {self.layout.results_uri}"
 
-    def to_parquet(self, path: str, *, batch_rows: int = PARQUET_BATCH_ROWS) -> str:
+    def to_parquet(
+        self, path: str | os.PathLike[str], *, batch_rows: int = PARQUET_BATCH_ROWS
+    ) -> str:
         """Write the finished run's results to a local path or an ``s3://`` URI, a row group
         of ``batch_rows`` rows at a time; return where."""
+        path = os.fspath(path)
         frame = self._finished_result()
         if not isinstance(frame, pd.DataFrame):  # a large run: its file, as written
             local = self.local_results_path
