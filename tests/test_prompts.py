@@ -3,6 +3,7 @@ the registry of named prompts."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -17,6 +18,7 @@ from bedrock_batch_nb.prompts import (
     get_prompt,
     list_prompts,
     register_prompt,
+    str_array,
     text_array,
     text_lengths,
     unregister_prompt,
@@ -263,3 +265,34 @@ def test_object_columns_give_each_values_str(values: list[object]) -> None:
     frame = pd.DataFrame({"a": column})
     assert template.render_arrow(frame).to_pylist() == [f"<{t}>" for t in expected]
     assert template.render_frame(frame).tolist() == [f"<{t}>" for t in expected]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["plain", "ünï 🙂", "", "\x00 and \n", "long é " * 500],
+        ["text", None, "ünï", float("nan"), pd.NA, ""],
+        [None, None],
+        [],
+    ],
+)
+def test_str_array_holds_what_arrow_reads(values: list[object]) -> None:
+    """The caller's ``str`` values as Arrow would read them, missing values as nulls when
+    asked for, and no UTF-8 copy left inside any of them."""
+    objects = np.array(values, dtype=object)
+    expected = pa.array(
+        [v.encode().decode() if isinstance(v, str) else v for v in values],
+        pa.large_string(),
+        from_pandas=True,
+    )
+    sizes = [sys.getsizeof(v) for v in values]
+    made = str_array(objects, missing=True)
+    assert made is not None and made.equals(expected)
+    made.validate(full=True)
+    assert [sys.getsizeof(v) for v in values] == sizes
+    assert (str_array(objects) is None) == (expected.null_count > 0)
+
+
+@pytest.mark.parametrize("values", [["text", 3], ["text", b"bytes"], ["lone \ud800 surrogate"]])
+def test_str_array_refuses_what_is_not_text(values: list[object]) -> None:
+    assert str_array(np.array(values, dtype=object), missing=True) is None

@@ -42,6 +42,7 @@ from .models import (
     NovaAdapter,
     TitanEmbedAdapter,
 )
+from .prompts import holds_str_objects, str_array
 from .staging import RECORD_ID_PREFIX, position_of
 
 RESULT_COLUMNS = ("response", "embedding", "error", "input_tokens", "output_tokens")
@@ -438,12 +439,34 @@ def frame_to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     """``frame`` (with its index) as an Arrow table of ``schema``, converted
     ``CONVERT_ROWS`` rows at a time."""
     parts = [
-        pa.Table.from_pandas(
-            frame.iloc[start : start + CONVERT_ROWS], schema=schema, preserve_index=True, nthreads=1
-        )
+        _table_of(frame.iloc[start : start + CONVERT_ROWS], schema)
         for start in range(0, max(len(frame), 1), CONVERT_ROWS)
     ]
     return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+
+
+_STRING_TYPES = (pa.string(), pa.large_string())
+
+
+def _table_of(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """``frame`` as an Arrow table of ``schema``, its columns of Python ``str`` (the
+    caller's texts, the answers) encoded by :func:`prompts.str_array`, which leaves no
+    UTF-8 copy behind in each ``str`` the way ``Table.from_pandas`` does."""
+    texts = {}
+    for i in range(frame.shape[1]):
+        column = frame.iloc[:, i]
+        at = schema.get_field_index(str(frame.columns[i]))  # (-1: not found or not one)
+        if at >= 0 and schema.types[at] in _STRING_TYPES and holds_str_objects(column):
+            array = str_array(column.to_numpy(dtype=object), missing=True)
+            if array is not None:
+                texts[i] = pd.arrays.ArrowExtensionArray(array)
+    if texts:
+        frame = frame.copy(deep=False)
+        for i, values in texts.items():
+            frame.isetitem(i, values)
+    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=True, nthreads=1)
+    # the metadata of the frame as given (the texts read back as the dtype they had)
+    return table.replace_schema_metadata(schema.metadata)
 
 
 RESULTS_COMPRESSION = ("zstd", 1)
@@ -518,7 +541,9 @@ def parquet_schema(frame: pd.DataFrame, sample_rows: int) -> pa.Schema:
     """The Arrow schema of ``frame``, inferred from its first rows (inferring it from every
     row converts them all); a column still without a type there takes the type of its
     first value."""
-    schema = pa.Schema.from_pandas(frame.iloc[:sample_rows], preserve_index=True)
+    schema = pa.Schema.from_pandas(
+        _with_copied_texts(frame.iloc[:sample_rows]), preserve_index=True
+    )
     for i, typed in enumerate(schema):
         if pa.types.is_null(typed.type) and typed.name in frame.columns:
             column = frame[typed.name]
@@ -527,6 +552,28 @@ def parquet_schema(frame: pd.DataFrame, sample_rows: int) -> pa.Schema:
                 first = column.iloc[int(present.argmax())]
                 schema = schema.set(i, typed.with_type(pa.array([first]).type))
     return schema
+
+
+def _with_copied_texts(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its columns of Python ``str`` holding copies of them, for pyarrow to
+    look at (it leaves a UTF-8 copy inside each ``str`` it reads: :func:`prompts.str_array`)."""
+    copied: pd.DataFrame = frame.copy(deep=False)
+    for i in range(frame.shape[1]):
+        column = frame.iloc[:, i]
+        if holds_str_objects(column):
+            values = [_copied(v) for v in column.to_numpy(dtype=object)]
+            # (a Series of the column's dtype: pandas 3 turns a bare list of str into "str")
+            copied.isetitem(i, pd.Series(values, index=column.index, dtype=column.dtype))
+    return copied
+
+
+def _copied(value: Any) -> Any:
+    if type(value) is not str:
+        return value
+    try:
+        return value.encode().decode()
+    except UnicodeEncodeError:  # a lone surrogate
+        return value
 
 
 def upload_parquet(

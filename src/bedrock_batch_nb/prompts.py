@@ -213,7 +213,7 @@ def text_array(values: pa.Array | pa.ChunkedArray | pd.Series) -> pa.Array:
     """``str(value)`` of every value, as an Arrow large string array (text columns as they
     are; other types through Python, so that numbers read as Python writes them)."""
     if isinstance(values, pd.Series):
-        if pd.api.types.is_string_dtype(values.dtype) and values.dtype != object:
+        if pd.api.types.is_string_dtype(values.dtype) and not holds_str_objects(values):
             values = pa.array(values, from_pandas=True)
         else:
             texts = str_objects(values)
@@ -249,20 +249,54 @@ _COUNTED_AS_IS = (pa.string(), pa.large_string())
 
 
 def str_objects(column: pd.Series) -> pa.Array | None:
-    """An object column whose values are all ``str`` (what pandas before 3.0 holds text
-    in), as Arrow large strings straight from the objects; None when one is missing or not
-    a ``str``.  (Through ``astype(str)`` and back, 10,000 SimpleCoT sources took 30 ms
+    """A column whose values are all ``str`` held as Python objects (an object column, what
+    pandas before 3.0 holds text in, or a ``string[python]`` one), as Arrow large strings
+    straight from the objects (:func:`str_array`); None when one is missing or not a
+    ``str``.  (Through ``astype(str)`` and back, 10,000 SimpleCoT sources took 30 ms
     instead of 4.)"""
-    if column.dtype != object or not len(column):
+    if not len(column) or not holds_str_objects(column):
         return None
+    return str_array(column.to_numpy(dtype=object))
+
+
+def holds_str_objects(column: pd.Series) -> bool:
+    """Whether pandas holds ``column``'s values as Python objects (object dtype, or a
+    string dtype stored in Python), not in Arrow or NumPy."""
+    kind = column.dtype
+    return kind == np.dtype(object) or (
+        isinstance(kind, pd.StringDtype) and kind.storage == "python"
+    )
+
+
+def str_array(values: npt.NDArray[Any], *, missing: bool = False) -> pa.LargeStringArray | None:
+    """Python ``str`` values as an Arrow large string array, each encoded with
+    ``str.encode``; None when one is not a ``str`` (or holds a lone surrogate), or is
+    missing (None, NaN, ``pd.NA``) unless ``missing`` (they are then nulls).
+
+    Not ``pyarrow.array``: it asks each ``str`` for its UTF-8 the way that makes CPython
+    keep a copy inside every ``str`` that is not plain ASCII, for as long as the ``str``
+    lives, so a run over a DataFrame of such text left the caller's frame larger by the
+    text's size (107 MiB for 200,000 SimpleCoT rows, about half of them not ASCII)."""
+    absent: npt.NDArray[np.bool_] | None = None
     try:
-        texts = pa.array(column.to_numpy(), from_pandas=True)  # the type Arrow infers
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # a mix, or values that are not text
-        return None
-    if texts.type not in _COUNTED_AS_IS or texts.null_count:
-        return None
-    as_large: pa.Array = texts.cast(pa.large_string())
-    return as_large
+        encoded = list(map(str.encode, values))
+    except (TypeError, UnicodeEncodeError):
+        if not missing:
+            return None
+        absent = np.asarray(pd.isna(values), dtype=bool)
+        try:
+            encoded = [
+                b"" if gone else str.encode(v) for v, gone in zip(values, absent, strict=True)
+            ]
+        except (TypeError, UnicodeEncodeError):
+            return None
+    offsets = np.zeros(len(encoded) + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), np.int64, count=len(encoded)), out=offsets[1:])
+    valid = None if absent is None else pa.py_buffer(np.packbits(~absent, bitorder="little"))
+    array: pa.LargeStringArray = pa.LargeStringArray.from_buffers(
+        len(encoded), pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded)), valid
+    )
+    return array
 
 
 def _as_str_list(df: pd.DataFrame, name: str) -> list[str]:
@@ -273,6 +307,10 @@ def _as_str_list(df: pd.DataFrame, name: str) -> list[str]:
 
 def _strings(column: pd.Series) -> list[str]:
     """``str(value)`` of every value of a pandas column."""
+    if holds_str_objects(column):
+        objects: list[Any] = column.tolist()
+        if all(type(v) is str for v in objects):  # as they are (pandas 3's astype(str)
+            return objects  # reads them through pyarrow: see str_array)
     values: list[Any] = column.astype(str).tolist()
     if column.isna().any():  # astype(str) may keep missing values missing: str() them
         values = [

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -139,6 +140,34 @@ def test_results_are_written_to_s3_as_parquet(aws: LocalBedrock) -> None:
     assert {meta.row_group(0).column(i).compression for i in range(meta.num_columns)} == {"ZSTD"}
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=aws.bucket)["Contents"]]
     assert all(k.startswith(f"bedrock-batch/{run.run_id}/") for k in keys)
+
+
+def carries_utf8_copy(text: str) -> bool:
+    """Whether CPython keeps a UTF-8 copy inside ``text`` (``sys.getsizeof`` counts it; a
+    ``str`` just decoded has none)."""
+    return sys.getsizeof(text) != sys.getsizeof(text.encode().decode())
+
+
+def test_a_run_leaves_the_callers_texts_as_they_were(aws: LocalBedrock, tmp_path: Path) -> None:
+    # Text as pandas before 3.0 holds it: str objects, here not ASCII. Reading them into
+    # Arrow must not leave a UTF-8 copy inside each one (the caller's frame would grow by
+    # its text's size, and so would the answers handed back).
+    df = pd.DataFrame(
+        {
+            "topic": pd.Series([f"thème n° {i} — «{i}»" for i in range(150)], dtype=object),
+            "note": pd.Series([f"remarque {i} ✓" for i in range(150)], dtype=object),
+        }
+    )
+    assert not any(carries_utf8_copy(t) for t in df["topic"])
+    run = BatchRun(df, CLAUDE, "Résume {topic}", **FAST)
+    out = run.start().wait(timeout=60)
+    run.to_parquet(tmp_path / "out.parquet")
+
+    assert out["error"].isna().all()
+    assert not [t for t in [*df["topic"], *df["note"]] if carries_utf8_copy(t)]
+    assert not [t for t in out["response"] if carries_utf8_copy(t)]
+    # (pandas 3 reads text back as its "str" dtype)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out.parquet"), out, check_dtype=False)
 
 
 @pytest.fixture
