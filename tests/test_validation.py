@@ -181,7 +181,7 @@ def test_value_checks_add_up_over_batches() -> None:
 
 def test_blank_text_beside_a_number_column_is_found() -> None:
     """A template over an object column of str and a number column: the rows stay in
-    pandas, and the blank texts are still found (with Arrow's checks for the str column)."""
+    pandas, and the blank texts are still found (by Python, without encoding them)."""
     topics = [f"t{i}" for i in range(200)]
     topics[5], topics[60], topics[199] = "", " \t ", "\n"
     df = pd.DataFrame({"topic": pd.Series(topics, dtype=object), "n": range(200)})
@@ -193,6 +193,20 @@ def test_blank_text_beside_a_number_column_is_found() -> None:
     df.loc[5, "topic"], df.loc[60, "topic"], df.loc[199, "topic"] = "a", "b", "c"
     df.loc[42, "score"] = 0.0
     assert BatchRun(df, CLAUDE, "Joke {n} about {topic} ({score})").validate().records == 200
+
+
+@pytest.mark.parametrize("model", ["text", "embedding"])
+def test_blank_str_objects_are_found_for_either_kind_of_model(model: str) -> None:
+    """Text as pandas before 3.0 holds it (str objects, every column of them)."""
+    texts = [f"t{i}" for i in range(300)]
+    texts[0], texts[150], texts[299] = "", "\u00a0\u2003", " \r\n"  # (Unicode spaces too)
+    df = pd.DataFrame({"topic": pd.Series(texts, dtype=object)})
+    run = (
+        BatchRun(df, CLAUDE, "Joke about {topic}")
+        if model == "text"
+        else BatchRun(df, TITAN, input_text_column="topic")
+    )
+    assert "Column 'topic' is empty or null in 3 row(s): 0, 150, 299" in problems_of(run)
 
 
 def test_a_parquet_file_is_checked_with_the_same_messages(tmp_path: Path) -> None:

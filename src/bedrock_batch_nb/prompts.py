@@ -241,8 +241,22 @@ def text_lengths(values: pa.Array | pa.ChunkedArray | pd.Series) -> npt.NDArray[
         ]
         joined: npt.NDArray[Any] = np.concatenate([np.zeros(0, np.int64), *counts])
         return joined.astype(np.int64, copy=False)
+    if isinstance(values, pd.Series) and holds_str_objects(values):
+        counted = str_lengths(values.to_numpy(dtype=object))
+        if counted is not None:
+            return counted
     lengths: npt.NDArray[Any] = pc.utf8_length(text_array(values)).to_numpy(zero_copy_only=False)
     return lengths.astype(np.int64, copy=False)
+
+
+def str_lengths(values: npt.NDArray[Any]) -> npt.NDArray[np.int64] | None:
+    """``len()`` of each value when all are ``str`` (None otherwise), counted by Python
+    without encoding them (:func:`str_array` encodes: a run's checks need the lengths of
+    every row, its staging the text of one batch at a time)."""
+    try:
+        return np.fromiter(map(str.__len__, values), np.int64, count=len(values))
+    except TypeError:  # not a str
+        return None
 
 
 _COUNTED_AS_IS = (pa.string(), pa.large_string())
@@ -257,6 +271,22 @@ def str_objects(column: pd.Series) -> pa.Array | None:
     if not len(column) or not holds_str_objects(column):
         return None
     return str_array(column.to_numpy(dtype=object))
+
+
+def arrow_texts(column: pd.Series) -> pa.Array | pa.ChunkedArray | None:
+    """A pandas column of text as Arrow without a Python object per value: ``str``
+    objects through :func:`str_objects` (None when one is missing), a column pandas holds
+    in Arrow as it is (missing values as nulls); None for anything else (numbers, bytes,
+    mixed values)."""
+    if holds_str_objects(column):
+        return str_objects(column)
+    if not isinstance(column.dtype, pd.StringDtype | pd.ArrowDtype):
+        return None
+    try:
+        texts = pa.array(column, from_pandas=True)
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
+    return texts if texts.type in TEXT_TYPES else None
 
 
 def holds_str_objects(column: pd.Series) -> bool:

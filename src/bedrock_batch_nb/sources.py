@@ -38,7 +38,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from .errors import BatchInputError
-from .prompts import TEXT_TYPES, holds_str_objects, str_objects
+from .prompts import arrow_texts, holds_str_objects
 
 FORMATS = {
     ".csv": "csv",
@@ -209,32 +209,25 @@ class FrameSource(RowSource):
     def read_raw(
         self, start: int, stop: int, columns: Sequence[str] | None = None
     ) -> pd.DataFrame | pa.Table:
-        """The rows as an Arrow table when every column holds text (``str`` values or a
-        string dtype), converted once for the checks, the lengths and the rendering alike
-        (with ``str`` in object columns, pandas' default before 3.0, each step went through
-        Python objects: 200,000 SimpleCoT rows prepared in 2.2 s instead of 0.6); the
-        DataFrame itself otherwise (numbers, dates, mixed values: Python prints them)."""
+        """The rows as an Arrow table when pandas holds every column as Arrow text (pandas
+        3's ``str``, ``string[pyarrow]``): the checks, the lengths and the rendering then
+        use Arrow's kernels on them as they are.  The DataFrame otherwise: ``str`` objects
+        (pandas before 3.0) are checked and counted by Python and encoded once, when a
+        batch's records are built (:func:`prompts.str_array`); numbers, dates and mixed
+        values are printed by Python."""
         rows = self.read(start, stop, columns)
         if rows.columns.has_duplicates or not all(
-            pd.api.types.is_string_dtype(kind) for kind in rows.dtypes
+            isinstance(kind, pd.StringDtype | pd.ArrowDtype) for kind in rows.dtypes
         ):  # (looked at before any column is converted for nothing)
             return rows
-        arrays = []
-        for name in rows.columns:
-            column = rows[name]
-            if holds_str_objects(column):
-                array = str_objects(column)
-                if array is None:  # not all text, a missing value or a lone surrogate
-                    return rows
-            else:
-                try:
-                    array = pa.array(column, from_pandas=True)
-                except (pa.ArrowException, UnicodeError, TypeError, ValueError):
-                    return rows
-                if array.type not in TEXT_TYPES:
-                    return rows
-            arrays.append(array)
-        return pa.Table.from_arrays(arrays, names=[str(c) for c in rows.columns])
+        texts = []
+        for i in range(rows.shape[1]):
+            column = rows.iloc[:, i]
+            array = None if holds_str_objects(column) else arrow_texts(column)
+            if array is None:
+                return rows
+            texts.append(array)
+        return pa.Table.from_arrays(texts, names=[str(c) for c in rows.columns])
 
     def take(self, positions: Sequence[int], columns: Sequence[str] | None = None) -> pd.DataFrame:
         rows: pd.DataFrame = self._frame.iloc[list(positions), self._positions(columns)]

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from .collecting import RESULT_COLUMNS
 from .config import RunConfig
 from .models import ModelAdapter
-from .prompts import TEXT_TYPES, PromptTemplate, str_objects
+from .prompts import TEXT_TYPES, PromptTemplate, arrow_texts, holds_str_objects, str_lengths
 
 _SHOW = 5
 
@@ -104,6 +104,21 @@ def check_columns(
     return problems, used
 
 
+def _str_blanks(values: pd.Series) -> npt.NDArray[np.bool_] | None:
+    """For a column of ``str`` objects, which are blank (empty or only whitespace); None
+    when it is not one (another dtype, or a value that is not a ``str``)."""
+    if not holds_str_objects(values):
+        return None
+    objects = values.to_numpy(dtype=object)
+    lengths = str_lengths(objects)
+    if lengths is None:
+        return None
+    blank: npt.NDArray[np.bool_] = (lengths == 0) | np.fromiter(
+        map(str.isspace, objects), bool, count=len(objects)
+    )
+    return blank
+
+
 class ValueChecks:
     """The values of the columns records are made of, checked a batch of rows at a time:
     text where text is embedded, text or numbers where a template puts them, nothing
@@ -124,7 +139,11 @@ class ValueChecks:
             return
         for col in self.used:
             values = rows[col]
-            texts = str_objects(values)  # (str in an object column: Arrow's checks)
+            blank = _str_blanks(values)  # str objects, checked without encoding them
+            if blank is not None:
+                self._empty[col].add(rows.index, blank)
+                continue
+            texts = arrow_texts(values)  # (text pandas holds in Arrow: Arrow's checks)
             if texts is not None:
                 self._check_arrow(col, texts, rows.index)
                 continue
