@@ -306,7 +306,7 @@ def str_array(values: npt.NDArray[Any], *, missing: bool = False) -> pa.LargeStr
     Not ``pyarrow.array``: it asks each ``str`` for its UTF-8 the way that makes CPython
     keep a copy inside every ``str`` that is not plain ASCII, for as long as the ``str``
     lives, so a run over a DataFrame of such text left the caller's frame larger by the
-    text's size (107 MiB for 200,000 SimpleCoT rows, about half of them not ASCII)."""
+    text's size (106 MiB for 200,000 SimpleCoT rows, about half of them not ASCII)."""
     absent: npt.NDArray[np.bool_] | None = None
     try:
         encoded = list(map(str.encode, values))
