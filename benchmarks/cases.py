@@ -9,9 +9,10 @@ The last line of stdout is one JSON object: ``stage``, ``rows``, ``seconds``, ``
 ``peak_rss_mib`` (the process's peak RSS during the measured part, ``ru_maxrss`` after the
 peak is reset to the RSS after set-up), ``rss_rise_mib`` (that peak minus the RSS after the
 imports and set-up, freed memory given back first), ``anon_rise_mib`` (the same for the
-anonymous part of the RSS, without mapped files' pages; sampled) and case-specific extras.  ``benchmarks/run.py`` runs these, several
-times each, and reports medians.  Data comes from ``datagen.py`` (run ``generate`` first:
-making data in the measured process would distort its memory figures).
+anonymous part of the RSS, without mapped files' pages; sampled) and case-specific extras.
+``benchmarks/run.py`` runs these, several times each, and reports medians.  Data comes from
+``datagen.py`` (run ``generate`` first: making data in the measured process would distort
+its memory figures).
 
 Everything that touches the engine sits in the "engine" section just below, so that a
 change of the engine's API is fixed in one place.
