@@ -213,11 +213,11 @@ def text_array(values: pa.Array | pa.ChunkedArray | pd.Series) -> pa.Array:
     """``str(value)`` of every value, as an Arrow large string array (text columns as they
     are; other types through Python, so that numbers read as Python writes them)."""
     if isinstance(values, pd.Series):
-        if pd.api.types.is_string_dtype(values.dtype) and not holds_str_objects(values):
-            values = pa.array(values, from_pandas=True)
-        else:
+        held = arrow_texts(values)
+        if held is None:
             texts = str_objects(values)
             return pa.array(_strings(values), pa.large_string()) if texts is None else texts
+        values = held
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if values.type in TEXT_TYPES and values.null_count == 0:
@@ -274,13 +274,10 @@ def str_objects(column: pd.Series) -> pa.Array | None:
 
 
 def arrow_texts(column: pd.Series) -> pa.Array | pa.ChunkedArray | None:
-    """A pandas column of text as Arrow without a Python object per value: ``str``
-    objects through :func:`str_objects` (None when one is missing), a column pandas holds
-    in Arrow as it is (missing values as nulls); None for anything else (numbers, bytes,
-    mixed values)."""
-    if holds_str_objects(column):
-        return str_objects(column)
-    if not isinstance(column.dtype, pd.StringDtype | pd.ArrowDtype):
+    """A column of text that pandas holds in Arrow (pandas 3's ``str``,
+    ``string[pyarrow]``), as it is, missing values as nulls; None for anything else
+    (``str`` objects, numbers, mixed values)."""
+    if holds_str_objects(column) or not isinstance(column.dtype, pd.StringDtype | pd.ArrowDtype):
         return None
     try:
         texts = pa.array(column, from_pandas=True)

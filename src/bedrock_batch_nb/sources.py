@@ -38,7 +38,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from .errors import BatchInputError
-from .prompts import arrow_texts, holds_str_objects
+from .prompts import arrow_texts
 
 FORMATS = {
     ".csv": "csv",
@@ -222,8 +222,7 @@ class FrameSource(RowSource):
             return rows
         texts = []
         for i in range(rows.shape[1]):
-            column = rows.iloc[:, i]
-            array = None if holds_str_objects(column) else arrow_texts(column)
+            array = arrow_texts(rows.iloc[:, i])
             if array is None:
                 return rows
             texts.append(array)

@@ -143,7 +143,7 @@ class ValueChecks:
             if blank is not None:
                 self._empty[col].add(rows.index, blank)
                 continue
-            texts = arrow_texts(values)  # (text pandas holds in Arrow: Arrow's checks)
+            texts = arrow_texts(values)  # text pandas holds in Arrow: Arrow's checks
             if texts is not None:
                 self._check_arrow(col, texts, rows.index)
                 continue
