@@ -99,12 +99,14 @@ class SpilledValues:
         self._lock = threading.Lock()
         self._writer: Any = None
         self._written = 0
-        self._index: tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]] | None = None
+        self._size = 0  # one more than the highest position given
+        self._index: tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]] | None = None
         self._groups: dict[int, pa.ChunkedArray] = {}
 
     def __setitem__(self, pos: int, value: Any) -> None:
         with self._lock:
             self._check_open()
+            self._size = max(self._size, pos + 1)
             self._positions.append(pos)
             self._items.append(value)
             self._held += 1
@@ -117,7 +119,10 @@ class SpilledValues:
         with self._lock:
             self._check_open()
             self._segment_items()  # (so that the order of writes is kept)
-            self._segments.append((np.asarray(positions, dtype=np.int64), values))
+            positions = np.asarray(positions, dtype=np.int64)
+            if len(positions):
+                self._size = max(self._size, int(positions.max()) + 1)
+            self._segments.append((positions, values))
             self._held += len(values)
             if self._held >= self.flush_rows:
                 self._flush()
@@ -165,29 +170,27 @@ class SpilledValues:
         self._written += self._held
         self._segments, self._held = [], 0
 
-    def _build_index(self) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]:
-        """Per answered position (sorted): the row group and the row in it of its last answer."""
+    def _build_index(self) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+        """Per position: the row group of its last answer (-1: none) and its row in that
+        group; 8 bytes a position, built a row group at a time (later groups overwrite
+        earlier ones, as later writes win)."""
         import pyarrow.parquet as pq
 
         self._flush()
         if self._writer is not None:
             self._writer.close()
+        groups = np.full(self._size, -1, dtype=np.int32)
+        rows = np.zeros(self._size, dtype=np.int32)
         if not self._written:
-            empty = np.empty(0, dtype=np.int64)
-            return empty, empty, empty
+            return groups, rows
         file = pq.ParquetFile(self.path)
-        positions, groups, rows = [], [], []
         for g in range(file.metadata.num_row_groups):
             column = file.read_row_group(g, columns=["position"]).column(0).to_numpy()
-            positions.append(column)
-            groups.append(np.full(len(column), g, dtype=np.int64))
-            rows.append(np.arange(len(column), dtype=np.int64))
-        pos, group, row = (np.concatenate(x) for x in (positions, groups, rows))
-        # the last write of each position wins: keep the last of each run of equal positions
-        order = np.argsort(pos, kind="stable")
-        pos, group, row = pos[order], group[order], row[order]
-        last = np.append(pos[1:] != pos[:-1], True)
-        return pos[last], group[last], row[last]
+            # the last row of each position in this group
+            found, first_from_end = np.unique(column[::-1], return_index=True)
+            groups[found] = g
+            rows[found] = len(column) - 1 - first_from_end
+        return groups, rows
 
     def _group(self, g: int) -> pa.ChunkedArray:
         """Row group ``g``'s answers, decoded.  A range of rows has its answers in the
@@ -211,15 +214,13 @@ class SpilledValues:
         with self._lock:
             if self._index is None:
                 self._index = self._build_index()
-            pos, group, row = self._index
-            lo, hi = np.searchsorted(pos, [start, stop])
-            pos, group, row = pos[lo:hi], group[lo:hi], row[lo:hi]
+            groups, rows = (index[start:stop] for index in self._index)
             chunks: list[pa.Array] = []
             at: list[npt.NDArray[Any]] = []  # where each taken answer goes
-            for g in np.unique(group).tolist():
-                here = group == g
-                chunks += self._group(g).take(pa.array(row[here])).chunks
-                at.append(pos[here] - start)
+            for g in np.unique(groups[groups >= 0]).tolist():
+                here = np.flatnonzero(groups == g)
+                chunks += self._group(g).take(pa.array(rows[here])).chunks
+                at.append(here)
         taken = pa.concat_arrays(chunks) if chunks else pa.array([], self.value_type)
         source = np.full(stop - start, -1, dtype=np.int64)
         if at:
