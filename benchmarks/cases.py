@@ -809,6 +809,59 @@ def case_collect_s3(size: int, args: argparse.Namespace) -> dict[str, Any]:
         )
 
 
+def case_results_streamed(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The last step of a run over ``max_frame_rows``: the input rows joined to their
+    answers kept on disk (``SpilledValues``) and written to Parquet a batch at a time
+    (``BatchRun._stream_results``).  The answers (each row's ``rationale``, 1 % of rows
+    failed instead) are put as collecting puts them, jobs of ``--records-per-job`` rows
+    in shuffled order, before the measurement."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    path = simplecot_path(args.data_dir, size)
+    run = new_run(str(path), datagen.CLAUDE_ID, datagen.TEMPLATE, max_frame_rows=0)
+    run.validate()
+    with tempfile.TemporaryDirectory(prefix="bench-results-") as scratch:
+        results = Results(size, run.adapter, spill_path=f"{scratch}/answers.parquet")
+        rng = np.random.default_rng(7)
+        answers = pq.ParquetFile(path).iter_batches(args.records_per_job, columns=["rationale"])
+        start = 0
+        for batch in answers:
+            order = rng.permutation(batch.num_rows)
+            failed = order[: batch.num_rows // 100]
+            kept = order[batch.num_rows // 100 :]
+            for block in range(0, len(kept), collecting.CONVERT_ROWS):
+                rows = kept[block : block + collecting.CONVERT_ROWS]
+                results.values.put_many(start + rows, batch.column(0).take(pa.array(rows)))
+            results.answered[start + kept] = True
+            results.input_tokens[start + kept] = 120
+            results.output_tokens[start + kept] = 80
+            results.errors[start + failed] = "400: Malformed input request"
+            start += batch.num_rows
+        target = f"{scratch}/results.parquet"
+        meter = Meter()
+        with meter.measure():
+            run._stream_results(results, target)
+        written = pq.ParquetFile(target)
+        figures = meter.result(  # (before the checks below, whose reads would count)
+            "results_streamed",
+            size,
+            file_mib=round(os.path.getsize(target) / 2**20, 1),
+            row_groups=written.metadata.num_row_groups,
+        )
+        if written.metadata.num_rows != size:
+            raise AssertionError(f"{written.metadata.num_rows} rows written, expected {size}")
+        last = written.read_row_group(written.metadata.num_row_groups - 1).to_pandas()
+        expected = pq.ParquetFile(path).read_row_group(pq.ParquetFile(path).num_row_groups - 1)
+        tail = expected.column("rationale").to_pylist()[-len(last) :]
+        answered = last["response"].notna().to_numpy()
+        if [t for t, ok in zip(tail, answered, strict=True) if ok] != list(
+            last["response"][answered]
+        ):
+            raise AssertionError("the answers written are not the rows' own")
+        return figures
+
+
 def ideal_makespan(durations: list[float], cap: int) -> float:
     """The end of the last job if every freed slot took the next job at once."""
     slots = [0.0] * cap
@@ -1242,6 +1295,7 @@ CASES: dict[str, Callable[[int, argparse.Namespace], dict[str, Any]]] = {
     "collect_s3": case_collect_s3,
     "collect_network": case_collect_network,
     "run_streamed": case_run_streamed,
+    "results_streamed": case_results_streamed,
     "orchestrate": case_orchestrate,
     "loop_lag": case_loop_lag,
     "kernel_lag": case_kernel_lag,
