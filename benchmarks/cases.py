@@ -824,7 +824,8 @@ def case_results_streamed(size: int, args: argparse.Namespace) -> dict[str, Any]
     with tempfile.TemporaryDirectory(prefix="bench-results-") as scratch:
         results = Results(size, run.adapter, spill_path=f"{scratch}/answers.parquet")
         rng = np.random.default_rng(7)
-        answers = pq.ParquetFile(path).iter_batches(args.records_per_job, columns=["rationale"])
+        source = pq.ParquetFile(path)
+        answers = source.iter_batches(args.records_per_job, columns=["rationale"])
         start = 0
         for batch in answers:
             order = rng.permutation(batch.num_rows)
@@ -852,8 +853,8 @@ def case_results_streamed(size: int, args: argparse.Namespace) -> dict[str, Any]
         if written.metadata.num_rows != size:
             raise AssertionError(f"{written.metadata.num_rows} rows written, expected {size}")
         last = written.read_row_group(written.metadata.num_row_groups - 1).to_pandas()
-        expected = pq.ParquetFile(path).read_row_group(pq.ParquetFile(path).num_row_groups - 1)
-        tail = expected.column("rationale").to_pylist()[-len(last) :]
+        expected = source.read_row_group(source.num_row_groups - 1, columns=["rationale"])
+        tail = expected.column(0).to_pylist()[-len(last) :]
         answered = last["response"].notna().to_numpy()
         if [t for t, ok in zip(tail, answered, strict=True) if ok] != list(
             last["response"][answered]
