@@ -824,7 +824,7 @@ def case_results_streamed(size: int, args: argparse.Namespace) -> dict[str, Any]
     with tempfile.TemporaryDirectory(prefix="bench-results-") as scratch:
         results = Results(size, run.adapter, spill_path=f"{scratch}/answers.parquet")
         rng = np.random.default_rng(7)
-        source = pq.ParquetFile(path)
+        source = pq.ParquetFile(path, pre_buffer=False)  # (pre-buffered, it keeps what it read)
         answers = source.iter_batches(args.records_per_job, columns=["rationale"])
         start = 0
         for batch in answers:

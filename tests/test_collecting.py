@@ -652,9 +652,15 @@ def test_spilled_answers_of_shuffled_jobs_are_decoded_about_once_each(
         return read_row_group(self, i, *args, **kwargs)
 
     monkeypatch.setattr(pq.ParquetFile, "read_row_group", counted)
-    ranges = [spilled[start : start + 100] for start in range(0, job_rows * jobs, 100)]
+    ranges, held = [], []
+    for start in range(0, job_rows * jobs, 100):
+        ranges.append(spilled[start : start + 100])
+        held.append(sorted(spilled._groups))
     assert [value for part in ranges for value in part] == expected
     assert sorted(decoded) == list(range(20))  # 20 groups of 100, each decoded once
+    # a job's groups are let go once its last range is read, not kept for later ones
+    assert held[4] == [] and held[-1] == []
+    assert held[5] and all(g >= 5 for g in held[5])
 
     decoded.clear()  # with room for one group only, the same answers (decoded more often)
     small = SpilledValues(str(tmp_path / "small.parquet"), pa.string(), flush_rows=100)

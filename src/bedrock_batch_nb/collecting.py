@@ -84,7 +84,9 @@ class SpilledValues:
     positions once collecting is over (the last answer written for a row wins)."""
 
     CACHE_BYTES = 64 << 20
-    """Decoded row groups kept while reading back (see :meth:`_group`)."""
+    """Decoded row groups kept while reading back, at most (see :meth:`_group`)."""
+    INDEX_STEP = 1 << 20
+    """Positions gone through at a time when finding each row group's last use."""
 
     def __init__(self, path: str, value_type: pa.DataType, flush_rows: int = 10_000) -> None:
         self.path = path
@@ -101,6 +103,8 @@ class SpilledValues:
         self._written = 0
         self._size = 0  # one more than the highest position given
         self._index: tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]] | None = None
+        self._last_use: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
+        """Per row group, the highest position whose answer is in it (-1: none)."""
         self._groups: dict[int, pa.ChunkedArray] = {}
 
     def __setitem__(self, pos: int, value: Any) -> None:
@@ -190,13 +194,20 @@ class SpilledValues:
             found, first_from_end = np.unique(column[::-1], return_index=True)
             groups[found] = g
             rows[found] = len(column) - 1 - first_from_end
+        self._last_use = np.full(file.metadata.num_row_groups, -1, dtype=np.int64)
+        for lo in range(0, self._size, self.INDEX_STEP):  # (no temporary the size of the index)
+            part = groups[lo : lo + self.INDEX_STEP]
+            used = np.flatnonzero(part >= 0)
+            np.maximum.at(self._last_use, part[used], used + lo)
         return groups, rows
 
     def _group(self, g: int) -> pa.ChunkedArray:
         """Row group ``g``'s answers, decoded.  A range of rows has its answers in the
         row groups written while its job was collected (its lines come in any order), so
-        the groups read most recently are kept, up to ``CACHE_BYTES``: reading the ranges
-        in order then decodes each group about once."""
+        a group is kept until a range past its last answer's position has been read (see
+        :meth:`arrow`), and the groups read most recently up to ``CACHE_BYTES``: reading
+        the ranges in order then decodes each group about once, and holds only the
+        groups that ranges still to come need."""
         import pyarrow.parquet as pq
 
         cached = self._groups.pop(g, None)
@@ -221,6 +232,8 @@ class SpilledValues:
                 here = np.flatnonzero(groups == g)
                 chunks += self._group(g).take(pa.array(rows[here])).chunks
                 at.append(here)
+            for g in [g for g in self._groups if self._last_use[g] < stop]:
+                del self._groups[g]  # no later position needs it
         taken = pa.concat_arrays(chunks) if chunks else pa.array([], self.value_type)
         source = np.full(stop - start, -1, dtype=np.int64)
         if at:
