@@ -63,6 +63,7 @@ from bedrock_batch_nb.local import JobTimings, LocalBedrock
 from bedrock_batch_nb.models import resolve_adapter
 from bedrock_batch_nb.orchestrator import JobState, Orchestrator
 from bedrock_batch_nb.progress import ResultSummary
+from bedrock_batch_nb.run import give_back_memory
 
 BUCKET = "bedrock-batch-bench"
 ROLE_ARN = "arn:aws:iam::123456789012:role/BedrockBatchBench"
@@ -158,12 +159,9 @@ def anon_mib() -> float:
 
 def give_back_freed_memory() -> None:
     """Return what set-up freed to the system (glibc keeps freed heap memory for reuse, and
-    memory a case reused from it would not count in its rise)."""
-    import ctypes
-
-    pa.default_memory_pool().release_unused()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    memory a case reused from it would not count in its rise), as a run does between its
+    phases."""
+    give_back_memory()
 
 
 class Meter:

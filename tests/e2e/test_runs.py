@@ -489,6 +489,48 @@ def test_large_results_stream_to_parquet_and_in_batches(aws: LocalBedrock, tmp_p
     pd.testing.assert_frame_equal(pd.concat(batches), out)
 
 
+def _anon_mib() -> float:
+    with open("/proc/self/status") as f:
+        line = next(x for x in f if x.startswith("RssAnon:"))
+    return int(line.split()[1]) / 1024
+
+
+def test_memory_a_run_freed_goes_back_to_the_system(
+    aws: LocalBedrock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """glibc keeps what a thread freed for reuse: a run gives it back after staging and
+    around its final join, so that a kernel does not hold it for the rest of its life."""
+    from bedrock_batch_nb import run as run_module
+
+    if run_module._malloc_trim() is not None:  # glibc (Linux): the pages come back
+        kept: list[bytes] = []
+
+        def churn() -> None:  # 200 MB in a thread's heap, freed below one kept block
+            held = [bytes(2_000) for _ in range(100_000)]
+            kept.append(bytes(2_000))
+            del held
+
+        worker = threading.Thread(target=churn)
+        worker.start()
+        worker.join()
+        before = _anon_mib()
+        run_module.give_back_memory()
+        assert before - _anon_mib() > 100
+    else:  # elsewhere there is nothing to trim, and nothing fails
+        run_module.give_back_memory()
+
+    calls: list[int] = []
+    give_back = run_module.give_back_memory
+
+    def counted() -> None:
+        calls.append(1)
+        give_back()
+
+    monkeypatch.setattr(run_module, "give_back_memory", counted)
+    BatchRun(topics(150), CLAUDE, "Joke about {topic}", **FAST).wait(timeout=60)
+    assert len(calls) == 3  # after staging, before and after the join
+
+
 def test_a_run_over_max_frame_rows_returns_a_dataset_over_its_file(
     aws: LocalBedrock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
