@@ -1,8 +1,9 @@
 """Run the benchmarks: every case in a fresh process, several times, medians reported.
 
-    python benchmarks/run.py                 # everything (make bench); 20-25 minutes
+    python benchmarks/run.py                 # everything (make bench); 20-40 minutes
     python benchmarks/run.py --smoke         # every case once at a tiny size (CI)
     python benchmarks/run.py --only collect_pure:50000 --repeats 5
+    python benchmarks/run.py --smoke --only results_streamed   # one case, its smoke size
     python benchmarks/run.py --output results.jsonl --data-dir ~/.cache/bench-data
 
 Prints one JSON line per case (medians of the repeats) as it goes, then a table with each
@@ -539,16 +540,26 @@ def table(outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
-def parse_only(specs: list[str], plan: list[tuple[str, int, tuple[str, ...]]]) -> list[Any]:
+def parse_only(
+    specs: list[str],
+    plan: list[tuple[str, int, tuple[str, ...]]],
+    known: list[tuple[str, int, tuple[str, ...]]],
+) -> list[Any]:
+    """``--only`` specs: ``CASE`` runs the case as ``plan`` does (at the smoke sizes with
+    ``--smoke``); ``CASE:SIZE`` at that size, as every entry of ``known`` at that size
+    (each source format), or with the case's first options for a size of its own."""
     chosen = []
     for spec in specs:
         case, _, size = spec.partition(":")
-        matches = [p for p in plan if p[0] == case and (not size or p[1] == int(size))]
-        if not matches and size:
-            extra = next((p[2] for p in plan if p[0] == case), ())
-            matches = [(case, int(size), extra)]
+        if size:
+            matches = list(dict.fromkeys(p for p in known if p[0] == case and p[1] == int(size)))
+            extra = next((p[2] for p in known if p[0] == case), None)
+            if not matches and extra is not None:  # a size of its own
+                matches = [(case, int(size), extra)]
+        else:
+            matches = [p for p in plan if p[0] == case] or [p for p in known if p[0] == case]
         if not matches:
-            raise SystemExit(f"unknown case {spec!r}: one of {sorted({p[0] for p in plan})}")
+            raise SystemExit(f"unknown case {spec!r}: one of {sorted({p[0] for p in known})}")
         chosen += matches
     return chosen
 
@@ -566,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
 
     plan = SMOKE if args.smoke else FULL
     if args.only:
-        plan = parse_only(args.only, SMOKE + FULL if args.smoke else FULL)
+        plan = parse_only(args.only, plan, SMOKE + FULL)
     repeats = args.repeats or (1 if args.smoke else 3)
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="bedrock-batch-bench-"))
     data_dir.mkdir(parents=True, exist_ok=True)
