@@ -377,6 +377,10 @@ class Orchestrator:
             if self._to_collect:
                 # a slot is free: the submitter fills it first, then starts the collection
                 self._want_submit.set()
+            elif self._slot_unfilled():
+                # a create was refused (the quota, throttling) while no job of the run ends
+                # to bring the submitter back: try it again at the polls' pace
+                self._want_submit.set()
             if self.cap < self.max_concurrent_jobs and changed:
                 self.cap += 1
             self.on_change(None)
@@ -390,6 +394,12 @@ class Orchestrator:
                 if changed or waiting_for_slot
                 else min(interval * 1.5, self.max_poll_interval)
             )
+
+    def _slot_unfilled(self) -> bool:
+        """A staged job waits while the run has a slot free under its cap."""
+        if self.stop_requested.is_set() or not any(j.staged for j in self.pending()):
+            return False
+        return sum(j.active for j in self.jobs) < self.cap
 
     def _launch_collects(self) -> None:
         """Hand the ended jobs to ``on_job_final``, beside the loop."""

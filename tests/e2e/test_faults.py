@@ -202,6 +202,20 @@ def test_throttling_and_quota_are_waited_out(aws: LocalBedrock) -> None:
     assert_no_job_submitted_twice(aws, run)
 
 
+def test_a_create_refused_for_the_quota_with_no_job_of_the_run_running_is_tried_again(
+    aws: LocalBedrock,
+) -> None:
+    """Other runs hold the account's quota: the run's only job is refused three times while
+    none of its own jobs is running (so none ends to bring the submitter back)."""
+    aws.faults.quota_exceeded_creates = 3
+    df = topics(100)
+    run = BatchRun(df, CLAUDE, TEMPLATE, **FAST)
+    out = run.wait(timeout=60)
+    assert_every_row_once(out, df)
+    assert out["error"].isna().all()
+    assert aws.stats.create_calls == 4 and aws.stats.jobs_created == 1
+
+
 def stopped_while_its_first_job_runs(aws: LocalBedrock, df: pd.DataFrame) -> BatchRun:
     """A run of slow 100-record jobs, one at a time, stopped once the first is running;
     the emulator is fast again afterwards."""
