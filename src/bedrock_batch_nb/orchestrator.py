@@ -374,10 +374,13 @@ class Orchestrator:
                     self.request_stop()
                 if job.final and not job.collected and job.name not in self._collecting:
                     self._to_collect[job.name] = job
+            waiting_for_slot = not self.stop_requested.is_set() and any(
+                j.staged for j in self.pending()
+            )
             if self._to_collect:
                 # a slot is free: the submitter fills it first, then starts the collection
                 self._want_submit.set()
-            elif self._slot_unfilled():
+            elif waiting_for_slot and sum(j.active for j in self.jobs) < self.cap:
                 # a create was refused (the quota, throttling) while no job of the run ends
                 # to bring the submitter back: try it again at the polls' pace
                 self._want_submit.set()
@@ -386,20 +389,11 @@ class Orchestrator:
             self.on_change(None)
             # Back off while nothing changes, but not while staged jobs wait for a slot: a
             # freed slot is then seen within one poll_interval.
-            waiting_for_slot = not self.stop_requested.is_set() and any(
-                j.staged for j in self.pending()
-            )
             interval = (
                 self.poll_interval
                 if changed or waiting_for_slot
                 else min(interval * 1.5, self.max_poll_interval)
             )
-
-    def _slot_unfilled(self) -> bool:
-        """A staged job waits while the run has a slot free under its cap."""
-        if self.stop_requested.is_set() or not any(j.staged for j in self.pending()):
-            return False
-        return sum(j.active for j in self.jobs) < self.cap
 
     def _launch_collects(self) -> None:
         """Hand the ended jobs to ``on_job_final``, beside the loop."""
