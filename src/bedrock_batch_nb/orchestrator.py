@@ -252,7 +252,11 @@ class Orchestrator:
         self.polls = 0
         self.cap = max_concurrent_jobs
         """The concurrency cap in force: lowered when Bedrock's quota is hit (other runs
-        share it), raised again one step per quiet poll up to ``max_concurrent_jobs``."""
+        share it), raised again by one after each poll that sees a job of the run change,
+        and at least once per ``max_poll_interval`` while none does (the other runs' jobs
+        may end while the run's own sit Scheduled for hours), up to ``max_concurrent_jobs``."""
+        self._cap_moved_at = 0.0
+        """When the cap last moved (loop time)."""
         self.failure: JobState | None = None
         """The first job that ended Failed: the run stops early."""
         self._stop_sent = False
@@ -374,6 +378,11 @@ class Orchestrator:
                     self.request_stop()
                 if job.final and not job.collected and job.name not in self._collecting:
                     self._to_collect[job.name] = job
+            if self.cap < self.max_concurrent_jobs and (
+                changed or polled_at - self._cap_moved_at >= self.max_poll_interval
+            ):
+                self.cap += 1
+                self._cap_moved_at = polled_at
             waiting_for_slot = not self.stop_requested.is_set() and any(
                 j.staged for j in self.pending()
             )
@@ -381,11 +390,10 @@ class Orchestrator:
                 # a slot is free: the submitter fills it first, then starts the collection
                 self._want_submit.set()
             elif waiting_for_slot and sum(j.active for j in self.jobs) < self.cap:
-                # a create was refused (the quota, throttling) while no job of the run ends
-                # to bring the submitter back: try it again at the polls' pace
+                # a slot under the cap is free with no job of the run ending to bring the
+                # submitter back (a create refused for the quota or throttling, the cap
+                # raised): try again at the polls' pace
                 self._want_submit.set()
-            if self.cap < self.max_concurrent_jobs and changed:
-                self.cap += 1
             self.on_change(None)
             # Back off while nothing changes, but not while staged jobs wait for a slot: a
             # freed slot is then seen within one poll_interval.
@@ -507,6 +515,7 @@ class Orchestrator:
                 await self.on_submitted(job)
         if quota:
             self.cap = max(1, sum(j.active for j in self.jobs))
+            self._cap_moved_at = loop.time()
             self.on_change(
                 "Bedrock's concurrent-job quota is reached (other runs share it); "
                 f"waiting for a slot, {self.cap} job(s) at a time for now."

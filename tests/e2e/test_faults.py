@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 
 import boto3
 import pandas as pd
@@ -214,6 +216,46 @@ def test_a_create_refused_for_the_quota_with_no_job_of_the_run_running_is_tried_
     assert_every_row_once(out, df)
     assert out["error"].isna().all()
     assert aws.stats.create_calls == 4 and aws.stats.jobs_created == 1
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds} s: {what}")
+        time.sleep(0.02)
+
+
+def test_slots_that_other_runs_free_are_taken_while_the_runs_own_jobs_sit_scheduled(
+    aws: LocalBedrock,
+) -> None:
+    """Another run holds most of the quota, so the run's cap drops to its one job; that job
+    then sits Scheduled (as real jobs can for hours, with nothing changing).  Once the other
+    run's jobs end, the run still raises its cap and fills the freed slots."""
+    aws.quota = 3
+    aws.timings.scheduled = 120.0  # every job waits Scheduled until the test lets them go
+    other = BatchRun(topics(200), CLAUDE, TEMPLATE, max_records_per_job=100, **FAST)
+    other.start()
+    wait_for(lambda: aws.stats.jobs_created == 2, 30, "the other run's two jobs")
+    run = BatchRun(
+        topics(300), CLAUDE, TEMPLATE, max_records_per_job=100, max_concurrent_jobs=3, **FAST
+    )
+    run.start()
+    wait_for(
+        lambda: [j.status for j in run.status().jobs if j.arn].count("Scheduled") == 1,
+        30,
+        "the run's first job Scheduled",
+    )
+    assert aws.stats.create_calls > aws.stats.jobs_created  # the quota refused the others
+    other.stop()
+    other.wait(timeout=60)
+    submitted = lambda: sum(j.arn is not None for j in run.status().jobs)  # noqa: E731
+    wait_for(lambda: submitted() == 3, 20, "the freed slots taken")
+    assert all(j.status in ("Submitted", "Validating", "Scheduled") for j in run.status().jobs)
+    aws.timings.scheduled = 0.05
+    out = run.wait(timeout=60)
+    assert_every_row_once(out, topics(300))
+    assert aws.stats.jobs_created == 2 + 3  # the other run's and the run's, none twice
 
 
 def stopped_while_its_first_job_runs(aws: LocalBedrock, df: pd.DataFrame) -> BatchRun:
