@@ -121,6 +121,7 @@ def prepared_summary(prepared: Any, request_bytes: int) -> dict[str, Any]:
 BREAKDOWN = {
     "convert": (sources, "_convert_to_parquet"),  # a big CSV or JSONL file, once
     "gather_selection": (sources, "_write_selection"),  # a shuffled dataset's rows, once
+    "stream_dataset": (sources, "_write_streamed"),  # a streamed dataset's rows, once
     "read": (sources.ParquetSource, "read_raw"),
     "check_rows": (validation.ValueChecks, "add"),
     "lengths": (prompts.PromptTemplate, "arrow_lengths"),
@@ -469,7 +470,9 @@ def simplecot_rows(args: argparse.Namespace, size: int) -> Any:
     """The rows in ``--source-format``, as a user hands them to a run: a path, a DataFrame
     (``frame``, ``frame-object``, and ``frame-mixed`` with a number column ``n``), or for
     ``hf`` the dataset ``datasets.load_from_disk`` gives (memory-mapped), shuffled for
-    ``hf-shuffled`` (an indices mapping over the table)."""
+    ``hf-shuffled`` (an indices mapping over the table), and for ``hf-streamed`` the
+    Parquet file through ``load_dataset(..., streaming=True)`` (as a dataset on the Hub is
+    streamed; ``hf-streamed-nopre``: with pyarrow's pre-buffering off)."""
     path = simplecot_path(args.data_dir, size, args.source_format)
     if args.source_format.startswith("frame"):  # what a notebook holds (read beforehand)
         frame = pd.read_parquet(path)
@@ -479,6 +482,17 @@ def simplecot_rows(args: argparse.Namespace, size: int) -> Any:
         if args.source_format == "frame-mixed":
             frame["n"] = range(len(frame))
         return frame
+    if args.source_format.startswith("hf-streamed"):
+        import datasets
+        import pyarrow.dataset as pds
+
+        options = {}
+        if args.source_format.endswith("nopre"):
+            options["fragment_scan_options"] = pds.ParquetFragmentScanOptions(pre_buffer=False)
+        files = str(path)
+        return datasets.load_dataset(
+            "parquet", data_files=files, split="train", streaming=True, **options
+        )
     if args.source_format.startswith("hf"):
         import datasets
 

@@ -113,18 +113,22 @@ SOURCE_FORMATS = (
     "jsonl",
     "hf",
     "hf-shuffled",
+    "hf-streamed",
+    "hf-streamed-nopre",
 )
 """The forms the prepare cases read the same rows from (``frame``: a DataFrame, read from the
 Parquet file, with pandas' own string dtype; ``frame-object``: Python strings in object
 columns, as pandas before 3.0 reads them; ``frame-mixed``: the same beside a number column
 ``n``, which ``NUMBERED_TEMPLATE`` uses, so that the rows stay in pandas; ``hf``: a saved
 ``datasets.Dataset``, memory-mapped when loaded, as ``load_dataset`` gives it;
-``hf-shuffled``: the same after ``shuffle()``, a selection of its rows)."""
+``hf-shuffled``: the same after ``shuffle()``, a selection of its rows; ``hf-streamed``:
+the Parquet file through ``load_dataset(..., streaming=True)``, an ``IterableDataset``;
+``hf-streamed-nopre``: the same with pyarrow's pre-buffering off, see the README)."""
 
 
 def simplecot_as(parquet: Path, fmt: str) -> Path:
     """Where the rows of ``parquet`` are kept in ``fmt``."""
-    if fmt == "parquet" or fmt.startswith("frame"):
+    if fmt == "parquet" or fmt.startswith(("frame", "hf-streamed")):
         return parquet
     return parquet.with_suffix(".hf" if fmt.startswith("hf") else f".{fmt}")
 

@@ -34,7 +34,17 @@ CASES_PY = HERE / "cases.py"
 
 # The forms other than Parquet the prepare case also reads its rows from (cases.py
 # --source-format, datagen.SOURCE_FORMATS).
-OTHER_SOURCES = ("frame", "frame-object", "frame-mixed", "csv", "jsonl", "hf", "hf-shuffled")
+OTHER_SOURCES = (
+    "frame",
+    "frame-object",
+    "frame-mixed",
+    "csv",
+    "jsonl",
+    "hf",
+    "hf-shuffled",
+    "hf-streamed",
+    "hf-streamed-nopre",
+)
 
 # (case, size, extra arguments); size is rows, output lines (collect) or jobs (orchestrate).
 FULL: list[tuple[str, int, tuple[str, ...]]] = [

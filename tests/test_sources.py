@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -69,6 +70,60 @@ def test_hugging_face_dataset_object(frame: pd.DataFrame) -> None:
     ds = datasets.Dataset.from_pandas(frame)
     rows = load_rows(ds, max_records_total=2)
     assert list(rows["topic"]) == ["cats", "dogs"]
+
+
+def test_a_streamed_dataset_is_previewed_from_its_start_and_read_whole_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``load_dataset(..., streaming=True)`` gives an IterableDataset: a preview reads a few
+    rows of it, not the stream; a run's reads come from one pass over it, kept on disk."""
+    import datasets
+
+    produced = 0
+
+    def rows() -> Iterator[dict[str, object]]:
+        nonlocal produced
+        for i in range(5000):
+            produced += 1
+            yield {"text": f"row {i}", "n": i}
+
+    monkeypatch.setattr(sources, "BATCH_ROWS", 700)  # the pass in several batches
+    streamed = datasets.IterableDataset.from_generator(rows)
+    source = open_source(streamed, max_records_total=4000)
+    assert list(source.head(3)["text"]) == ["row 0", "row 1", "row 2"]
+    assert produced < 1000  # the preview's rows, not the whole stream
+    assert source.num_rows == 4000
+    assert list(source.read(3998, 4000)["n"]) == [3998, 3999]
+    assert list(source.take([3999, 0], ["text"])["text"]) == ["row 3999", "row 0"]
+    assert list(source.frame()["text"]) == [f"row {i}" for i in range(4000)]
+    produced_once = produced
+    source.read(0, 4000)
+    assert produced == produced_once  # read from the pass's file, not streamed again
+
+
+def test_a_streamed_dataset_that_fails_midway_says_why() -> None:
+    import datasets
+
+    def rows() -> Iterator[dict[str, object]]:
+        yield {"text": "fine"}
+        raise ConnectionError("the hub went away")
+
+    source = open_source(datasets.IterableDataset.from_generator(rows))
+    with pytest.raises(BatchInputError, match="Cannot read the streamed dataset"):
+        source.read(0, 1)
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_dataset_of_splits_asks_for_one(tmp_path: Path, streaming: bool) -> None:
+    import datasets
+
+    (tmp_path / "train.csv").write_text("topic\ncats\n")
+    (tmp_path / "test.csv").write_text("topic\ndogs\n")
+    files = {"train": str(tmp_path / "train.csv"), "test": str(tmp_path / "test.csv")}
+    splits = datasets.load_dataset("csv", data_files=files, streaming=streaming)
+    with pytest.raises(BatchInputError, match=r"splits 'train', 'test': .* data\['train'\]"):
+        open_source(splits)
+    assert list(load_rows(splits["test"])["topic"]) == ["dogs"]
 
 
 @pytest.mark.parametrize(

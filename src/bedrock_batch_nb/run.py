@@ -154,8 +154,9 @@ class BatchRun:
     """One batch inference run over a dataset.
 
     ``data`` is a DataFrame, a CSV/Parquet/JSONL path or ``s3://`` URI, an
-    ``hf://<dataset>[:<split>]`` id or a ``datasets.Dataset``; every other option is a
-    :class:`~bedrock_batch_nb.config.RunConfig` field (see the README's table).
+    ``hf://<dataset>[:<split>]`` id, a ``datasets.Dataset`` or ``IterableDataset``; every
+    other option is a :class:`~bedrock_batch_nb.config.RunConfig` field (see the README's
+    table).
     """
 
     def __init__(

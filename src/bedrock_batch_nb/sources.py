@@ -1,5 +1,6 @@
 """Where the rows come from: a DataFrame, a CSV/Parquet/JSONL file (local or ``s3://``),
-or a Hugging Face dataset (``hf://<id>[:<split>]`` or a ``datasets.Dataset``).
+or a Hugging Face dataset (``hf://<id>[:<split>]``, a ``datasets.Dataset`` or a streamed
+``datasets.IterableDataset``).
 
 Every source becomes a :class:`RowSource`: its columns, its number of rows, its row labels,
 and its rows read a record batch at a time as small DataFrames (``batches``, ``read``,
@@ -8,7 +9,8 @@ batch reader straight from the file; CSV and JSONL files over ``STREAM_MIN_BYTES
 converted once, a block at a time, to a local Parquet file; an ``s3://`` object is first
 downloaded to a local file (a preview of a big file reads only its start:
 :class:`DeferredSource`); a Hugging Face dataset is its own memory-mapped Arrow table
-(one that selects rows of it is first written out in its order); a DataFrame is sliced in
+(one that selects rows of it is first written out in its order; a streamed one is read
+once into a local Parquet file); a DataFrame is sliced in
 place, its text columns handed on as Arrow.
 """
 
@@ -22,10 +24,11 @@ import os
 import queue
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -510,15 +513,25 @@ def open_source(
         return data
     if isinstance(data, pd.DataFrame):
         return FrameSource(data, limit)
-    if _is_hf_dataset(data):
+    hf = _hf_kind(data)
+    if hf == "dataset":
         return _from_hf_dataset(data, limit)
+    if hf == "iterable":
+        return _from_hf_iterable(data, limit)
+    if hf == "splits":
+        splits = list(data)
+        example = f"data[{splits[0]!r}]" if splits else "data['train']"
+        raise BatchInputError(
+            f"This Hugging Face {type(data).__name__} holds the splits "
+            f"{', '.join(map(repr, splits)) or '(none)'}: pass one of them, e.g. {example}."
+        )
     if isinstance(data, os.PathLike):
         data = os.fspath(data)
     if not isinstance(data, str):
         raise BatchInputError(
             f"Cannot read rows from a {type(data).__name__}: pass a pandas DataFrame, a path or "
             "s3:// URI of a CSV/Parquet/JSONL file, an hf://<dataset>[:<split>] id, or a "
-            "datasets.Dataset."
+            "datasets.Dataset (or IterableDataset)."
         )
     if data.startswith("hf://"):
         return _from_hf_id(data[len("hf://") :], hf_split, limit)
@@ -763,17 +776,30 @@ def _stream_to_parquet(path: str, fmt: str, target: str, block_size: int, *, as_
     # Uncompressed: the file is read once, soon, and lives as long as the run's source;
     # compressing it took half the conversion's time (a 2 GiB CSV: 9 s with snappy, 4 s
     # without, for 1.2 GiB instead of 2 on disk).
-    with pq.ParquetWriter(target, reader.schema, compression="none") as writer:
-        group: list[pa.RecordBatch] = []
+    _write_tables((pa.Table.from_batches([batch]) for batch in reader), reader.schema, target)
+
+
+def _write_tables(tables: Iterable[pa.Table], schema: pa.Schema, target: str) -> None:
+    """Write ``tables`` (of ``schema``, or cast to it) as one Parquet file, about
+    ``STREAM_GROUP_BYTES`` per row group."""
+    with pq.ParquetWriter(target, schema, compression="none") as writer:
+        group: list[pa.Table] = []
         size = 0
-        for batch in reader:
-            group.append(batch)
-            size += batch.nbytes
+        for table in tables:
+            if table.schema != schema:
+                try:
+                    table = table.cast(schema)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+                    raise BatchInputError(
+                        f"Rows further on do not have the first rows' columns: {_short(exc)}"
+                    ) from exc
+            group.append(table)
+            size += table.nbytes
             if size >= STREAM_GROUP_BYTES:
-                writer.write_table(pa.Table.from_batches(group))
+                writer.write_table(pa.concat_tables(group))
                 group, size = [], 0
         if group:
-            writer.write_table(pa.Table.from_batches(group))
+            writer.write_table(pa.concat_tables(group))
 
 
 def _sample_schema(path: str, fmt: str) -> pa.Schema:
@@ -971,9 +997,20 @@ class _S3Range(io.RawIOBase):
         return len(data)
 
 
-def _is_hf_dataset(data: Any) -> bool:
-    module = type(data).__module__
-    return module.startswith("datasets.") and hasattr(data, "to_pandas")
+def _hf_kind(data: Any) -> str | None:
+    """``"dataset"``, ``"iterable"`` (``streaming=True``) or ``"splits"`` (a ``DatasetDict``) for a
+    Hugging Face ``datasets`` object, None for anything else.  ``datasets`` is not imported
+    for this: whoever holds one of its objects has imported it."""
+    datasets = sys.modules.get("datasets")
+    if datasets is None:
+        return None
+    if isinstance(data, datasets.Dataset):
+        return "dataset"
+    if isinstance(data, datasets.IterableDataset):
+        return "iterable"
+    if isinstance(data, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+        return "splits"
+    return None
 
 
 def _from_hf_dataset(data: Any, limit: int | None) -> RowSource:
@@ -986,6 +1023,52 @@ def _from_hf_dataset(data: Any, limit: int | None) -> RowSource:
     table = data.with_format("arrow")[:]  # the memory-mapped table (a view, not a copy)
     assert isinstance(table, pa.Table)
     return TableSource(table)
+
+
+def _from_hf_iterable(data: Any, limit: int | None) -> RowSource:
+    """A streamed Hugging Face dataset (``load_dataset(..., streaming=True)``): a preview
+    reads its first rows only; anything more streams it once, ``BATCH_ROWS`` rows at a time,
+    into a temporary Parquet file that every later read comes from (a run reads its rows
+    more than once: to validate, to build, to retry, to join the answers)."""
+    if limit is not None:
+        data = data.take(limit)
+
+    def first_rows(n: int) -> pd.DataFrame | None:
+        tables = _hf_tables(data.take(n), max(n, 1))
+        try:
+            table = next(tables, None)
+        finally:
+            tables.close()
+        if table is None:
+            return None  # no rows, or no types known: the whole pass says so
+        return _to_pandas(table, pd.RangeIndex(table.num_rows))
+
+    def open_whole() -> RowSource:
+        target = _TempFile(suffix=".parquet")
+        _write_streamed(data, target.name)
+        return ParquetSource(target.name, None, keep=target)
+
+    return DeferredSource(first_rows, open_whole, limit)
+
+
+def _write_streamed(data: Any, target: str) -> None:
+    """A streamed dataset's rows, in one pass, as the Parquet file ``target``."""
+    tables = _hf_tables(data, BATCH_ROWS)
+    first = next(tables, None)
+    if first is None:
+        raise BatchInputError("The streamed Hugging Face dataset has no rows.")
+    _write_tables(itertools.chain([first], tables), first.schema, target)
+
+
+def _hf_tables(data: Any, batch_rows: int) -> Generator[pa.Table, None, None]:
+    """A streamed dataset's rows as Arrow tables of ``batch_rows`` rows (its reading errors
+    as :class:`BatchInputError`)."""
+    try:
+        yield from data.with_format("arrow").iter(batch_size=batch_rows)
+    except BatchInputError:
+        raise
+    except Exception as exc:  # the hub, files, the dataset's own map functions
+        raise BatchInputError(f"Cannot read the streamed dataset: {_short(exc)}") from exc
 
 
 class SelectionSource(RowSource):

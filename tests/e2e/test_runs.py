@@ -98,7 +98,7 @@ def test_parquet_file_is_streamed_a_batch_at_a_time(
     assert reads[-1] == (0, 430)  # the final join, and only it, reads every row
 
 
-@pytest.mark.parametrize("kind", ["csv", "jsonl", "hf"])
+@pytest.mark.parametrize("kind", ["csv", "jsonl", "hf", "hf-streamed"])
 def test_other_sources_run_a_batch_at_a_time_too(
     aws: LocalBedrock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
@@ -117,8 +117,13 @@ def test_other_sources_run_a_batch_at_a_time_too(
     elif kind == "jsonl":
         data = str(tmp_path / "topics.jsonl")
         df.to_json(data, orient="records", lines=True)
-    else:
+    elif kind == "hf":
         data = datasets.Dataset.from_pandas(df)
+    else:  # load_dataset(..., streaming=True) over local Parquet files, in three shards
+        for i, start in enumerate(range(0, len(df), 100)):
+            df.iloc[start : start + 100].to_parquet(tmp_path / f"part-{i}.parquet", index=False)
+        files = sorted(str(f) for f in tmp_path.glob("part-*.parquet"))
+        data = datasets.load_dataset("parquet", data_files=files, split="train", streaming=True)
     template = "Tell me a joke about {topic}."
     out = BatchRun(data, CLAUDE, template, max_records_per_job=120, **FAST).wait(timeout=120)
     assert out["error"].isna().all()

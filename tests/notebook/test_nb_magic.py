@@ -175,6 +175,22 @@ def test_missing_data_variable(ip: InteractiveShell) -> None:
     assert "s3://" in message
 
 
+def test_a_split_of_a_dataset_dict_is_named_with_a_dot(
+    ip: InteractiveShell, tmp_path: Path
+) -> None:
+    import datasets
+
+    (tmp_path / "train.csv").write_text("topic\ncats\ndogs\n")
+    (tmp_path / "test.csv").write_text("topic\nowls\n")
+    files = {"train": str(tmp_path / "train.csv"), "test": str(tmp_path / "test.csv")}
+    ip.user_ns["splits"] = datasets.load_dataset("csv", data_files=files)
+    preview = ip.run_cell_magic("bedrock_batch", f"splits.test --model {HAIKU} --preview 5", JOKE)
+    assert isinstance(preview, pd.DataFrame)
+    assert list(preview["prompt"]) == ["Tell me a joke about owls in less than 50 words."]
+    message = usage_error(ip, f"splits --model {HAIKU} --preview 5")
+    assert "splits 'train', 'test'" in message
+
+
 @pytest.mark.parametrize(
     ("line", "expected"),
     [

@@ -8,11 +8,15 @@ from typing import Any
 
 from ..errors import BatchInputError
 
-KINDS = "a DataFrame variable, a local CSV/Parquet/JSONL path, s3://bucket/key or hf://dataset"
+KINDS = (
+    "a DataFrame or Hugging Face dataset variable, a local CSV/Parquet/JSONL path, "
+    "s3://bucket/key or hf://dataset"
+)
 
 
 def resolve_data(token: str, namespace: Mapping[str, Any]) -> Any:
-    """The data ``token`` names: a notebook variable (``df``, ``data.train``) first, else a
+    """The data ``token`` names: a notebook variable (``df``, ``data.train``: an attribute,
+    or a key of a mapping such as a Hugging Face ``DatasetDict``'s split) first, else a
     local path or an ``s3://`` / ``hf://`` URI, passed on as a string for the engine to load.
     """
     token = token.strip()
@@ -21,7 +25,10 @@ def resolve_data(token: str, namespace: Mapping[str, Any]) -> Any:
         value = namespace[head]
         try:
             for attr in attrs:
-                value = getattr(value, attr)
+                if isinstance(value, Mapping) and attr in value:
+                    value = value[attr]
+                else:
+                    value = getattr(value, attr)
         except AttributeError:
             pass
         else:
@@ -48,4 +55,6 @@ def columns_of(value: Any) -> list[str] | None:
     columns = getattr(value, "columns", None)
     if columns is None:
         columns = getattr(value, "column_names", None)  # a datasets.Dataset
-    return [str(c) for c in columns] if columns is not None else None
+    if columns is None or isinstance(columns, Mapping):  # a DatasetDict's: per split
+        return None
+    return [str(c) for c in columns]
