@@ -1065,8 +1065,6 @@ def _hf_tables(data: Any, batch_rows: int) -> Generator[pa.Table, None, None]:
     as :class:`BatchInputError`)."""
     try:
         yield from data.with_format("arrow").iter(batch_size=batch_rows)
-    except BatchInputError:
-        raise
     except Exception as exc:  # the hub, files, the dataset's own map functions
         raise BatchInputError(f"Cannot read the streamed dataset: {_short(exc)}") from exc
 
