@@ -90,6 +90,17 @@ def test_result_column_clash_and_duplicate_index() -> None:
     assert "duplicate labels (0, 0)" in msg
 
 
+@pytest.mark.parametrize("template", ["Joke about {topic}", "Joke about {n}"])
+def test_duplicate_column_names_are_one_clear_problem(template: str) -> None:
+    """Whether or not the prompt uses the repeated name (``pd.concat(axis=1)`` makes them)."""
+    df = topics()
+    df = pd.concat([df, df.index.to_series(name="n"), df.index.to_series(name="n")], axis=1)
+    run = BatchRun(df, CLAUDE, template)
+    assert "more than one column named 'n'" in problems_of(run)
+    with pytest.raises(BatchInputError, match="more than one column named 'n'"):
+        run.preview(2)
+
+
 def test_all_problems_reported_together() -> None:
     df = topics(40)
     df.loc[0, "topic"] = None

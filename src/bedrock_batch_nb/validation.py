@@ -6,6 +6,7 @@ Each check yields one short message that names what is wrong and how to fix it;
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -101,6 +102,13 @@ def check_columns(
             f"The data already has column(s) {', '.join(map(repr, clash))}, which the results "
             "would overwrite: rename them first."
         )
+    repeated = [name for name, count in Counter(columns).items() if count > 1]
+    if repeated:
+        problems.append(
+            f"The data has more than one column named {', '.join(map(repr, repeated))}: give "
+            "each column a name of its own first."
+        )
+        used = [c for c in used if c not in repeated]  # (their values are not checked)
     return problems, used
 
 
