@@ -34,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pa_dataset
 import pyarrow.parquet as pq
+from botocore.exceptions import ClientError
 from pyarrow import ArrowException as ArrowError
 
 from . import journal
@@ -637,9 +638,17 @@ class BatchRun:
 
         if not self._resumed:
             self._publish("staging", note="Saving the input rows beside the jobs (for resume).")
-            note = await asyncio.to_thread(
-                journal.write_rows, clients.s3, self.layout, self.source, **self._put
-            )
+            try:
+                note = await asyncio.to_thread(
+                    journal.write_rows, clients.s3, self.layout, self.source, **self._put
+                )
+            except ClientError as exc:  # the run's first write: a wrong bucket shows here
+                raise BatchRunError(
+                    f"Cannot write the run's files to {self.layout.root_uri}: "
+                    f"{describe_error(exc)}. Check the bucket (bucket=..., or "
+                    "BEDROCK_BATCH_BUCKET) and that these credentials may write to it. "
+                    "Nothing was submitted."
+                ) from exc
             if note:
                 self._publish(None, note=note)
         unsubmitted = [j for j in self._jobs if j.arn is None]

@@ -190,6 +190,14 @@ def test_a_failed_job_stops_the_run_early_with_its_message(aws: LocalBedrock) ->
     assert run.result["error"].notna().sum() >= 100
 
 
+def test_a_bucket_that_does_not_exist_is_named_in_the_error(aws: LocalBedrock) -> None:
+    run = BatchRun(topics(150), CLAUDE, TEMPLATE, bucket="no-such-bucket-here", **FAST)
+    with pytest.raises(BatchRunError, match=r"to s3://no-such-bucket-here/.*NoSuchBucket"):
+        run.wait(timeout=60)
+    assert run.status().phase == "failed"
+    assert aws.stats.create_calls == 0
+
+
 def test_throttling_and_quota_are_waited_out(aws: LocalBedrock) -> None:
     aws.faults.throttle_rate = 0.2
     aws.faults.quota_exceeded_creates = 3
