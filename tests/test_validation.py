@@ -101,6 +101,12 @@ def test_duplicate_column_names_are_one_clear_problem(template: str) -> None:
         run.preview(2)
 
 
+def test_a_preview_of_a_negative_number_of_rows_is_refused() -> None:
+    """(``head(-1)`` would have shown every row but the last.)"""
+    with pytest.raises(BatchInputError, match=r"preview\(n=-1\)"):
+        BatchRun(topics(), CLAUDE, "Joke about {topic}").preview(-1)
+
+
 def test_all_problems_reported_together() -> None:
     df = topics(40)
     df.loc[0, "topic"] = None
@@ -129,8 +135,12 @@ def test_conflicting_or_out_of_range_options(options: dict[str, object], fragmen
 
 
 def test_unknown_option_is_a_clear_error() -> None:
-    with pytest.raises(BatchInputError, match="max_record_per_job"):
-        BatchRun(topics(), CLAUDE, "Joke about {topic}", max_record_per_job=100)
+    with pytest.raises(BatchInputError) as info:
+        BatchRun(topics(), CLAUDE, "Joke about {topic}", max_record_per_job=100, colour="red")
+    assert info.value.problems[0] == (
+        "Unknown option 'max_record_per_job': did you mean 'max_records_per_job'?"
+    )
+    assert info.value.problems[1].startswith("Unknown option 'colour'. Options: model_id, ")
 
 
 def test_unsafe_template_fields_are_rejected() -> None:

@@ -7,8 +7,10 @@ README's option table mirrors it.  Bucket and role fall back to the environment
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
@@ -161,3 +163,21 @@ class RunConfig:
 
 def option_names() -> list[str]:
     return [f.name for f in fields(RunConfig)]
+
+
+def check_option_names(options: Iterable[str]) -> None:
+    """Raise :class:`BatchInputError` for every name in ``options`` that is not a
+    :class:`RunConfig` field."""
+    known = option_names()
+    unknown = [unknown_option(name, known) for name in options if name not in known]
+    if unknown:
+        raise BatchInputError(unknown)
+
+
+def unknown_option(name: str, known: list[str]) -> str:
+    """What to say of an option ``name`` that is not one of ``known``: the closest known
+    name when one is close (a typo), else the list."""
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    if close:
+        return f"Unknown option {name!r}: did you mean {close[0]!r}?"
+    return f"Unknown option {name!r}. Options: {', '.join(known)}."

@@ -49,7 +49,7 @@ from .collecting import (
     upload_parquet,
     write_parquet,
 )
-from .config import RunConfig
+from .config import RunConfig, check_option_names
 from .errors import BatchInputError, BatchRunError
 from .models import InferenceParams, ModelAdapter, ModelOutput, resolve_adapter
 from .orchestrator import PENDING, JobState, Orchestrator, RunStatus, SubmitSpec, crash_point
@@ -169,12 +169,10 @@ class BatchRun:
         hf_split: str | None = None,
         **options: Any,
     ) -> None:
+        check_option_names(options)
         if "stop_sequences" in options and options["stop_sequences"] is not None:
             options["stop_sequences"] = tuple(options["stop_sequences"])
-        try:
-            config = RunConfig(model_id=model_id, prompt=prompt, **options)
-        except TypeError as exc:
-            raise BatchInputError(f"Unknown option: {exc}") from None
+        config = RunConfig(model_id=model_id, prompt=prompt, **options)
         self._setup(data, config, new_run_id(config.job_name_prefix), hf_split)
 
     def _setup(self, data: Any, config: RunConfig, run_id: str, hf_split: str | None) -> None:
@@ -229,10 +227,8 @@ class BatchRun:
         layout = RunLayout(probe.resolved_bucket(), s3_prefix, run_id)
         state = journal.read(clients.s3, layout)
         config = journal.config_from_dict(state["config"])
-        try:
-            config = config.with_options(**options)
-        except TypeError as exc:
-            raise BatchInputError(f"Unknown option: {exc}") from None
+        check_option_names(options)
+        config = config.with_options(**options)
         rows = data if data is not None else journal.saved_rows(clients.s3, layout)
         run = cls.__new__(cls)
         run._setup(rows, config, run_id, None)
@@ -488,6 +484,8 @@ class BatchRun:
     def preview(self, n: int = 3, *, invoke: bool = False) -> pd.DataFrame:
         """The first ``n`` rows rendered as they would be sent; with ``invoke=True`` also the
         model's on-demand answers (``bedrock-runtime``, same body, same parser)."""
+        if n < 0:
+            raise BatchInputError(f"preview(n={n}): n is how many rows to show, 0 or more.")
         adapter = self.adapter
         template = self.template
         sample = self.source.head(n)

@@ -196,7 +196,8 @@ def test_a_split_of_a_dataset_dict_is_named_with_a_dot(
     [
         (f"--model {HAIKU}", "Name the data"),
         ("df", "No model"),
-        (f"df --model {HAIKU} --option nonsense=1", "Unknown engine option 'nonsense'"),
+        (f"df --model {HAIKU} --option nonsense=1", "Unknown option 'nonsense'. Options: "),
+        (f"df --model {HAIKU} --option max_pol_interval=2", "did you mean 'max_poll_interval'"),
         (f"df --model {HAIKU} --option poll_interval", "key=value"),
         (f"df --model {HAIKU} --invoke", "--invoke goes with --preview"),
         (f"df --model {HAIKU} --out 1abc", "not a valid Python variable name"),

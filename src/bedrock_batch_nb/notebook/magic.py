@@ -25,7 +25,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, magics_class
 from traitlets import Bool, Dict, Int, Unicode
 
-from ..config import option_names
+from ..config import option_names, unknown_option
 from ..errors import BedrockBatchError
 from ..pricing import CostEstimate, estimate
 from ..progress import RunProgress
@@ -111,10 +111,7 @@ def parse_option(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise UsageError(f"--option takes key=value, not {text!r}. {HELP_HINT}")
     if key not in engine_option_names():
-        raise UsageError(
-            f"Unknown engine option {key!r} in --option. Options: "
-            f"{', '.join(engine_option_names())}."
-        )
+        raise UsageError(f"{unknown_option(key, engine_option_names())} (in --option)")
     try:
         value: Any = ast.literal_eval(raw.strip())
     except (ValueError, SyntaxError):
