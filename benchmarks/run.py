@@ -27,24 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from datagen import SOURCE_FORMATS
 from stalls import TICK_S
 
 HERE = Path(__file__).resolve().parent
 CASES_PY = HERE / "cases.py"
 
 # The forms other than Parquet the prepare case also reads its rows from (cases.py
-# --source-format, datagen.SOURCE_FORMATS).
-OTHER_SOURCES = (
-    "frame",
-    "frame-object",
-    "frame-mixed",
-    "csv",
-    "jsonl",
-    "hf",
-    "hf-shuffled",
-    "hf-streamed",
-    "hf-streamed-nopre",
-)
+# --source-format).
+OTHER_SOURCES = tuple(fmt for fmt in SOURCE_FORMATS if fmt != "parquet")
 
 # (case, size, extra arguments); size is rows, output lines (collect) or jobs (orchestrate).
 FULL: list[tuple[str, int, tuple[str, ...]]] = [
