@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -357,3 +358,25 @@ def test_planned_input_bytes_cover_the_files_staging_builds(source: str, tmp_pat
     ):
         body = run.record_body(range(first, first + records))
         assert len(body) <= planned <= limit
+
+
+def test_a_streamed_datasets_declared_columns_are_checked_before_it_is_streamed() -> None:
+    import datasets
+
+    produced = 0
+
+    def rows() -> Iterator[dict[str, str]]:
+        nonlocal produced
+        for i in range(300):
+            produced += 1
+            yield {"topic": f"topic {i}"}
+
+    features = datasets.Features({"topic": datasets.Value("string")})
+    streamed = datasets.IterableDataset.from_generator(rows, features=features)
+    with pytest.raises(BatchInputError, match="'subject' that the data does not have"):
+        BatchRun(streamed, CLAUDE, "Joke about {subject}").check_setup()
+    BatchRun(streamed, CLAUDE, "Joke about {topic}").check_setup()
+    assert produced == 0  # nothing was read for it
+    undeclared = datasets.IterableDataset.from_generator(rows)
+    BatchRun(undeclared, CLAUDE, "Joke about {subject}").check_setup()  # (checked with the rows)
+    assert produced == 0

@@ -355,7 +355,8 @@ class BatchRun:
     def check_setup(self) -> None:
         """Check what :meth:`validate` checks short of reading the rows: options, model,
         parameters, template, and the columns when the data's schema is known without
-        reading it whole (a Parquet file's, a DataFrame's; not yet a big CSV's).  Raises
+        reading it whole (a Parquet file's, a DataFrame's, a streamed dataset's declared
+        features; not yet a big CSV's).  Raises
         :class:`BatchInputError` listing every problem.  Quick whatever the data's size:
         what a notebook checks before it starts a large run, whose rows are then checked
         in the background before anything is submitted."""

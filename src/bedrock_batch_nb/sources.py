@@ -841,17 +841,20 @@ class DeferredSource(RowSource):
     (``first_rows``: the first ``STREAM_SAMPLE_BYTES`` of a CSV or JSONL file, a Parquet
     object's footer and first row group, by ranged reads on S3); anything else opens the
     whole (downloads it, converts it) once and reads from it.  A preview of a 2 GB file no
-    longer waits for all of it."""
+    longer waits for all of it.  ``columns``, when the source declares them (a streamed
+    dataset's features), are its known columns before it is opened."""
 
     def __init__(
         self,
         first_rows: Callable[[int], pd.DataFrame | None],
         open_whole: Callable[[], RowSource],
         limit: int | None = None,
+        columns: list[str] | None = None,
     ) -> None:
         self._first_rows = first_rows  # None: it cannot tell, ask the whole file
         self._open_whole = open_whole
         self._limit = limit  # (max_records_total)
+        self._declared_columns = columns
         self._whole_source: RowSource | None = None
         self._lock = threading.Lock()
 
@@ -877,7 +880,7 @@ class DeferredSource(RowSource):
     @property
     def known_columns(self) -> list[str] | None:
         whole = self._whole_source
-        return None if whole is None else whole.columns
+        return self._declared_columns if whole is None else whole.columns
 
     @property
     def index(self) -> pd.Index:
@@ -1027,9 +1030,10 @@ def _from_hf_dataset(data: Any, limit: int | None) -> RowSource:
 
 def _from_hf_iterable(data: Any, limit: int | None) -> RowSource:
     """A streamed Hugging Face dataset (``load_dataset(..., streaming=True)``): a preview
-    reads its first rows only; anything more streams it once, ``BATCH_ROWS`` rows at a time,
-    into a temporary Parquet file that every later read comes from (a run reads its rows
-    more than once: to validate, to build, to retry, to join the answers)."""
+    reads its first rows only, and its declared features are its known columns (checked
+    before anything is streamed); anything more streams it once, ``BATCH_ROWS`` rows at a
+    time, into a temporary Parquet file that every later read comes from (a run reads its
+    rows more than once: to validate, to build, to retry, to join the answers)."""
     if limit is not None:
         data = data.take(limit)
 
@@ -1048,7 +1052,8 @@ def _from_hf_iterable(data: Any, limit: int | None) -> RowSource:
         _write_streamed(data, target.name)
         return ParquetSource(target.name, None, keep=target)
 
-    return DeferredSource(first_rows, open_whole, limit)
+    columns = data.column_names  # (None when its features are not declared)
+    return DeferredSource(first_rows, open_whole, limit, None if columns is None else [*columns])
 
 
 def _write_streamed(data: Any, target: str) -> None:
