@@ -582,6 +582,7 @@ def test_spilled_answers_read_back_by_range_with_the_last_write_winning(tmp_path
     assert spilled[0:200] == expected
     assert spilled[37:41] == expected[37:41] and spilled[199:200] == expected[199:]
     assert spilled[195:205] == expected[195:] + [None] * 5  # past the last position given
+    assert spilled._index is not None and spilled._index.nbytes == 4 * 200  # 4 bytes a row
 
     vectors = SpilledValues(str(tmp_path / "vectors.parquet"), pa.list_(pa.float64()), 3)
     for pos in (4, 1, 4, 0):

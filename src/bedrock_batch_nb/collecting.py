@@ -102,7 +102,9 @@ class SpilledValues:
         self._writer: Any = None
         self._written = 0
         self._size = 0  # one more than the highest position given
-        self._index: tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]] | None = None
+        self._index: npt.NDArray[Any] | None = None
+        self._starts = np.zeros(1, dtype=np.int64)
+        """Where each row group starts among the file's rows (and where the last ends)."""
         self._last_use: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
         """Per row group, the highest position whose answer is in it (-1: none)."""
         self._groups: dict[int, pa.ChunkedArray] = {}
@@ -174,32 +176,41 @@ class SpilledValues:
         self._written += self._held
         self._segments, self._held = [], 0
 
-    def _build_index(self) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
-        """Per position: the row group of its last answer (-1: none) and its row in that
-        group; 8 bytes a position, built a row group at a time (later groups overwrite
-        earlier ones, as later writes win)."""
+    def _build_index(self) -> npt.NDArray[Any]:
+        """Per position: the row of its last answer in the file, counted from the file's
+        start (-1: none); 4 bytes a position, built a row group at a time (later groups
+        overwrite earlier ones, as later writes win).  :meth:`_locate` turns a row into its
+        row group and its row there."""
         import pyarrow.parquet as pq
 
         self._flush()
         if self._writer is not None:
             self._writer.close()
-        groups = np.full(self._size, -1, dtype=np.int32)
-        rows = np.zeros(self._size, dtype=np.int32)
+        kind = np.int32 if self._written < np.iinfo(np.int32).max else np.int64
+        where = np.full(self._size, -1, dtype=kind)
         if not self._written:
-            return groups, rows
+            self._starts = np.zeros(1, dtype=np.int64)
+            return where
         file = pq.ParquetFile(self.path)
-        for g in range(file.metadata.num_row_groups):
+        sizes = [file.metadata.row_group(g).num_rows for g in range(file.metadata.num_row_groups)]
+        self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        for g in range(len(sizes)):
             column = file.read_row_group(g, columns=["position"]).column(0).to_numpy()
             # the last row of each position in this group
             found, first_from_end = np.unique(column[::-1], return_index=True)
-            groups[found] = g
-            rows[found] = len(column) - 1 - first_from_end
-        self._last_use = np.full(file.metadata.num_row_groups, -1, dtype=np.int64)
+            where[found] = self._starts[g] + len(column) - 1 - first_from_end
+        self._last_use = np.full(len(sizes), -1, dtype=np.int64)
         for lo in range(0, self._size, self.INDEX_STEP):  # (no temporary the size of the index)
-            part = groups[lo : lo + self.INDEX_STEP]
-            used = np.flatnonzero(part >= 0)
-            np.maximum.at(self._last_use, part[used], used + lo)
-        return groups, rows
+            groups, _ = self._locate(where[lo : lo + self.INDEX_STEP])
+            used = np.flatnonzero(groups >= 0)
+            np.maximum.at(self._last_use, groups[used], used + lo)
+        return where
+
+    def _locate(self, where: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+        """For rows of the file (-1: none), their row group (-1: none) and row in it."""
+        groups = np.searchsorted(self._starts, where, side="right") - 1
+        groups[where < 0] = -1
+        return groups, where - self._starts[np.maximum(groups, 0)]
 
     def _group(self, g: int) -> pa.ChunkedArray:
         """Row group ``g``'s answers, decoded.  A range of rows has its answers in the
@@ -225,7 +236,7 @@ class SpilledValues:
         with self._lock:
             if self._index is None:
                 self._index = self._build_index()
-            groups, rows = (index[start:stop] for index in self._index)
+            groups, rows = self._locate(self._index[start:stop])
             chunks: list[pa.Array] = []
             at: list[npt.NDArray[Any]] = []  # where each taken answer goes
             for g in np.unique(groups[groups >= 0]).tolist():
