@@ -103,7 +103,7 @@ class SpilledValues:
         self._written = 0
         self._size = 0  # one more than the highest position given
         self._index: npt.NDArray[Any] | None = None
-        self._starts = np.zeros(1, dtype=np.int64)
+        self._starts: npt.NDArray[np.int64] = np.zeros(1, dtype=np.int64)
         """Where each row group starts among the file's rows (and where the last ends)."""
         self._last_use: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
         """Per row group, the highest position whose answer is in it (-1: none)."""
@@ -588,7 +588,8 @@ def _with_copied_texts(frame: pd.DataFrame) -> pd.DataFrame:
         if holds_str_objects(column):
             values = [_copied(v) for v in column.to_numpy(dtype=object)]
             # (a Series of the column's dtype: pandas 3 turns a bare list of str into "str")
-            copied.isetitem(i, pd.Series(values, index=column.index, dtype=column.dtype))
+            same_dtype: Any = pd.Series(values, index=column.index, dtype=column.dtype)
+            copied.isetitem(i, same_dtype)
     return copied
 
 

@@ -392,7 +392,7 @@ class BatchRun:
         complete = len(used) == len(template.fields) if template is not None else bool(used)
         # each record line's estimated bytes, filled in place (the source is open whole
         # since its columns were checked; parts joined at the end were a second copy)
-        sizes = np.empty(source.num_rows, np.int32)
+        sizes: npt.NDArray[np.int32] = np.empty(source.num_rows, np.int32)
         done = 0
         if used or complete:  # (a template without placeholders still counts its rows)
             for start, batch in source.raw_batches(used or source.columns[:1]):
