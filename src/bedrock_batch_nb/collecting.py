@@ -189,7 +189,6 @@ class SpilledValues:
         kind = np.int32 if self._written < np.iinfo(np.int32).max else np.int64
         where = np.full(self._size, -1, dtype=kind)
         if not self._written:
-            self._starts = np.zeros(1, dtype=np.int64)
             return where
         file = pq.ParquetFile(self.path)
         sizes = [file.metadata.row_group(g).num_rows for g in range(file.metadata.num_row_groups)]

@@ -1044,7 +1044,7 @@ def _from_hf_iterable(data: Any, limit: int | None) -> RowSource:
         finally:
             tables.close()
         if table is None:
-            return None  # no rows, or no types known: the whole pass says so
+            return None  # no rows: the whole pass says so
         return _to_pandas(table, pd.RangeIndex(table.num_rows))
 
     def open_whole() -> RowSource:
