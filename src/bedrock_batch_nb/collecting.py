@@ -18,6 +18,7 @@ import collections
 import io
 import itertools
 import json
+import os
 import re
 import tempfile
 import threading
@@ -132,6 +133,12 @@ class SpilledValues:
             self._held += len(values)
             if self._held >= self.flush_rows:
                 self._flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._writer is not None and self._index is None:
+                self._writer.close()
+            self._writer = None
 
     def _check_open(self) -> None:
         if self._index is not None:
@@ -260,6 +267,121 @@ class SpilledValues:
         ]
 
 
+class SpilledVectors:
+    """Embeddings kept in a local file instead of memory (for a large run): one row of
+    ``dimensions`` float64 numbers a position, written in place as answers come, read back
+    by range of positions.
+
+    Output lines come in any order, so a range of rows has its answers spread over a whole
+    job's output; in :class:`SpilledValues`' row groups, reading a range back would decode
+    (and hold) every group written while that job was collected: for a 50,000-record job of
+    1,024-number embeddings, 400 MB.  Here each answer has its place, so reading a range is
+    one read of that range and nothing else is held.  The number of dimensions is the
+    first answer's; an answer of another length (not one Bedrock gives within one run) is
+    kept in memory instead.  The file is sparse: rows without an answer take no disk."""
+
+    _NONE, _IN_FILE, _HELD = 0, 1, 2
+
+    def __init__(self, path: str, n_rows: int) -> None:
+        self.path = path
+        self.value_type = pa.list_(pa.float64())
+        self.dimensions: int | None = None
+        self._where = np.zeros(n_rows, dtype=np.int8)  # _NONE, _IN_FILE or _HELD
+        self._held: dict[int, npt.NDArray[np.float64]] = {}
+        self._lock = threading.Lock()
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+    def __del__(self) -> None:
+        self.close()
+
+    def __setitem__(self, pos: int, value: Any) -> None:
+        if value is None:
+            with self._lock:
+                self._where[pos] = self._NONE
+                self._held.pop(pos, None)
+            return
+        vector = np.asarray(value, dtype=np.float64).reshape(-1)
+        self._write(np.array([pos], dtype=np.int64), vector.reshape(1, -1))
+
+    def put_many(self, positions: npt.NDArray[Any], values: pa.Array | pa.ChunkedArray) -> None:
+        """Record ``values[i]`` (a list of numbers, or null) as the answer at
+        ``positions[i]``; a later one for a position wins."""
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        positions = np.asarray(positions, dtype=np.int64)
+        lengths = pc.fill_null(pc.list_value_length(values), -1).to_numpy()
+        if values.null_count or pc.list_flatten(values).null_count or len(set(lengths)) > 1:
+            for pos, vector in zip(positions.tolist(), _python_values(values), strict=True):
+                self[pos] = vector  # (unusual: a null, or answers of several lengths)
+            return
+        if not len(positions):
+            return
+        flat = pc.list_flatten(values).to_numpy(zero_copy_only=False)
+        self._write(positions, np.asarray(flat, dtype=np.float64).reshape(len(positions), -1))
+
+    def _write(self, positions: npt.NDArray[np.int64], rows: npt.NDArray[np.float64]) -> None:
+        with self._lock:
+            if self._fd < 0:
+                raise RuntimeError("the answers' file is closed")
+            if self.dimensions is None:
+                self.dimensions = rows.shape[1]
+            if rows.shape[1] != self.dimensions:
+                for pos, row in zip(positions.tolist(), rows, strict=True):
+                    self._held[pos] = row.copy()
+                    self._where[pos] = self._HELD
+                return
+            # the last answer of each position, in position order: runs of consecutive
+            # positions are written with one call each
+            found, from_end = np.unique(positions[::-1], return_index=True)
+            ordered = rows[len(positions) - 1 - from_end]
+            breaks = np.flatnonzero(np.diff(found) != 1) + 1
+            width = self.dimensions * 8
+            for lo, hi in zip([0, *breaks.tolist()], [*breaks.tolist(), len(found)], strict=True):
+                data = np.ascontiguousarray(ordered[lo:hi]).tobytes()
+                os.pwrite(self._fd, data, int(found[lo]) * width)
+            self._where[found] = self._IN_FILE
+            for pos in found[np.isin(found, list(self._held))].tolist() if self._held else []:
+                del self._held[pos]
+
+    def arrow(self, start: int, stop: int) -> pa.Array:
+        """The answers of positions ``start`` to ``stop`` as one Arrow array, null where a
+        position has none."""
+        with self._lock:
+            where = self._where[start:stop].copy()
+            n = len(where)
+            dims = self.dimensions or 0
+            data = os.pread(self._fd, n * dims * 8, start * dims * 8) if dims and n else b""
+            other = np.flatnonzero(where == self._HELD) + start
+            held = {p: self._held[p] for p in other.tolist()}
+        numbers = np.zeros(n * dims, dtype=np.float64)
+        numbers[: len(data) // 8] = np.frombuffer(data, dtype=np.float64)  # (a hole at the end)
+        if held:  # unusual: answers of another length
+            rows = numbers.reshape(n, dims)
+            values: list[Any] = [
+                held[start + i] if w == self._HELD else rows[i] if w == self._IN_FILE else None
+                for i, w in enumerate(where.tolist())
+            ]
+            return pa.array(values, self.value_type)
+        offsets = np.arange(n + 1, dtype=np.int64) * dims
+        return pa.LargeListArray.from_arrays(
+            pa.array(offsets), pa.array(numbers), mask=pa.array(where != self._IN_FILE)
+        ).cast(self.value_type)
+
+    def __getitem__(self, key: slice) -> list[Any]:
+        start, stop = key.start or 0, key.stop
+        return _python_values(self.arrow(start, stop))
+
+
+SPILLED = (SpilledValues, SpilledVectors)
+"""The kinds of answers kept on disk: texts, embeddings."""
+
+
 class Results:
     """Per-row results held by input position until they become a DataFrame (for a large
     run, the answers themselves in a local file: ``spill_path``)."""
@@ -270,7 +392,9 @@ class Results:
         self.n_rows = n_rows
         self.adapter = adapter
         self.values: Any = np.full(n_rows, None, dtype=object)  # response text or embedding
-        if spill_path is not None:
+        if spill_path is not None and self.value_column == "embedding":
+            self.values = SpilledVectors(spill_path, n_rows)
+        elif spill_path is not None:
             self.values = SpilledValues(spill_path, self.arrow_types()[self.value_column])
         self.errors: npt.NDArray[np.object_] = np.full(n_rows, None, dtype=object)
         """Why each row has no answer (None: it has one, or no line was read for it)."""
@@ -365,7 +489,7 @@ class Results:
             # the last line of a row wins, as it would line by line
             last = len(at) - 1 - np.unique(at[::-1], return_index=True)[1]
             values = self.values
-            if isinstance(values, SpilledValues):  # (a large run's answers stay in Arrow)
+            if isinstance(values, SPILLED):  # (a large run's answers stay in Arrow)
                 values.put_many(at, answers)
             elif pa.types.is_list(answers.type):  # embeddings: an array each
                 for pos, value in zip(at.tolist(), _python_values(answers), strict=True):
@@ -416,6 +540,11 @@ class Results:
             self.errors[pos] = message
         return len(missing)
 
+    def close(self) -> None:
+        """Close the answers' file, if they are on disk (its path stays the caller's)."""
+        if isinstance(self.values, SPILLED):
+            self.values.close()
+
     def unanswered(self) -> npt.NDArray[Any]:
         """Positions of the rows without a successful answer (failed or missing)."""
         return np.flatnonzero(~self.answered)
@@ -434,7 +563,7 @@ class Results:
     def arrow_columns(self, start: int, stop: int) -> dict[str, Any] | None:
         """The result columns of positions ``start`` to ``stop`` as Arrow arrays, when the
         answers are on disk (None otherwise: :meth:`to_frame` then)."""
-        if not isinstance(self.values, SpilledValues):
+        if not isinstance(self.values, SPILLED):
             return None
         return {
             self.value_column: self.values.arrow(start, stop),
@@ -442,6 +571,14 @@ class Results:
             "input_tokens": _int_array(self.input_tokens[start:stop]),
             "output_tokens": _int_array(self.output_tokens[start:stop]),
         }
+
+    def batch_rows(self, rows: int) -> int:
+        """Rows of a results file's row group: ``rows``, fewer for wide embeddings kept
+        on disk (``VECTOR_BATCH_BYTES``)."""
+        dimensions = self.values.dimensions if isinstance(self.values, SpilledVectors) else None
+        if not dimensions:
+            return rows
+        return max(1, min(rows, VECTOR_BATCH_BYTES // (8 * dimensions)))
 
     def arrow_types(self) -> dict[str, pa.DataType]:
         """The result columns' Arrow types (so that a file written a batch at a time has one
@@ -457,6 +594,10 @@ class Results:
 
 PARQUET_BATCH_ROWS = 10_000
 """Rows of a results file's row group, converted to Arrow and written at a time."""
+VECTOR_BATCH_BYTES = 16 << 20
+"""Of embeddings, a results file's row group holds at most this many bytes of numbers
+(2,048 rows of 1,024 dimensions): 10,000 such rows are 80 MB, held two or three times
+over while one group is written and the next joined (:meth:`Results.batch_rows`)."""
 
 
 def frame_to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:

@@ -20,6 +20,12 @@ from .errors import BatchInputError
 MIN_RECORDS_PER_JOB = 100
 MAX_RECORDS_PER_JOB_LIMIT = 50_000
 MAX_INPUT_FILE_BYTES = 1_000_000_000
+FRAME_ROWS = 1_000_000
+"""Text models' rows up to which ``wait()`` returns one DataFrame (``max_frame_rows``)."""
+FRAME_VECTOR_BYTES = 1 << 30
+"""Embedding models' numbers up to which ``wait()`` returns one DataFrame: a 1,024-number
+embedding takes 8 KiB as float64, where an answer of text takes about 1 KB, so 1,000,000
+embeddings would make an 8 GB DataFrame (and twice that while it is written)."""
 
 BUCKET_ENV = "BEDROCK_BATCH_BUCKET"
 ROLE_ENV = "BEDROCK_BATCH_ROLE_ARN"
@@ -66,9 +72,11 @@ class RunConfig:
     on_demand_fallback: bool = False
     """Retry failed records with on-demand calls when they are fewer than a job's minimum."""
     max_records_total: int | None = None
-    max_frame_rows: int = 1_000_000
+    max_frame_rows: int | None = None
     """Above this many rows, results stream to a Parquet file and ``wait()`` returns a
-    ``pyarrow.dataset.Dataset`` over it instead of one DataFrame."""
+    ``pyarrow.dataset.Dataset`` over it instead of one DataFrame.  None: 1,000,000 rows
+    for text models; for embedding models, as many rows as ``FRAME_VECTOR_BYTES`` of
+    numbers hold (131,072 rows at 1,024 dimensions): see :meth:`frame_rows`."""
     bucket: str | None = None
     role_arn: str | None = None
     s3_prefix: str = "bedrock-batch"
@@ -80,6 +88,14 @@ class RunConfig:
     kms_key_id: str | None = None
     s3_bucket_owner: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+
+    def frame_rows(self, embedding: bool) -> int:
+        """Up to how many rows ``wait()`` returns one DataFrame (``max_frame_rows``)."""
+        if self.max_frame_rows is not None:
+            return self.max_frame_rows
+        if embedding:  # 8 bytes a number, as float64
+            return max(1, FRAME_VECTOR_BYTES // (8 * max(self.dimensions, 1)))
+        return FRAME_ROWS
 
     def with_options(self, **changes: Any) -> RunConfig:
         return replace(self, **changes)
@@ -135,8 +151,8 @@ class RunConfig:
             p.append("max_concurrent_jobs must be at least 1.")
         if self.max_record_retries < 0:
             p.append("max_record_retries must be 0 or more.")
-        if self.max_frame_rows < 0:
-            p.append("max_frame_rows must be 0 or more.")
+        if self.max_frame_rows is not None and self.max_frame_rows < 0:
+            p.append("max_frame_rows must be 0 or more (or None for the default).")
         if self.max_records_total is not None and self.max_records_total < 1:
             p.append("max_records_total must be at least 1 (or None for every row).")
         if self.max_tokens < 1:

@@ -630,9 +630,11 @@ class BatchRun:
         self._journal_task = None
         c = self.config
         spill: str | None = None
-        if self.num_rows > c.max_frame_rows:  # a large run: its answers on disk
+        if self.num_rows > self._frame_rows:  # a large run: its answers on disk
             self.local_results_path.parent.mkdir(parents=True, exist_ok=True)
-            spill = str(self.local_results_path.with_name("answers.parquet"))
+            # (texts in a Parquet file, embeddings a fixed-width row each: SpilledVectors)
+            name = "answers.f64" if self.adapter.kind == "embedding" else "answers.parquet"
+            spill = str(self.local_results_path.with_name(name))
         results = Results(self.num_rows, self.adapter, spill_path=spill)
 
         if not self._resumed:
@@ -694,6 +696,7 @@ class BatchRun:
                 results.mark_unanswered(job.rows(), "Not submitted: the run was stopped.")
         frame, note = await asyncio.to_thread(self._finish_results, clients, results)
         if spill is not None:  # every answer is in the results file now
+            results.close()
             with contextlib.suppress(OSError):
                 Path(spill).unlink()
         if failure is not None:
@@ -932,7 +935,7 @@ class BatchRun:
             give_back_memory()
 
     def _join_and_write(self, clients: Clients, results: Results) -> tuple[Result, str]:
-        if self.num_rows <= self.config.max_frame_rows:
+        if self.num_rows <= self._frame_rows:
             frame = results.to_frame(self.source.frame())
             return frame, self._write_results(clients, frame)
         path = self.local_results_path
@@ -946,7 +949,8 @@ class BatchRun:
             ) from exc
         self._upload_results_file(clients.s3, str(path), self.layout.results_uri)
         return pa_dataset.dataset(str(path), format="parquet"), (
-            f"{self.num_rows:,} rows (over max_frame_rows): results written to "
+            f"{self.num_rows:,} rows (over max_frame_rows, {self._frame_rows:,} here): results "
+            f"written to "
             f"{self.layout.results_uri} and {path}; wait() returns a pyarrow dataset over them "
             "(run.iter_batches() reads them a batch at a time)."
         )
@@ -957,14 +961,19 @@ class BatchRun:
         upload(s3, path, bucket, key, ContentType=PARQUET_CONTENT_TYPE, **self._put)
 
     @property
+    def _frame_rows(self) -> int:
+        """Up to how many rows the results are one DataFrame (``RunConfig.frame_rows``)."""
+        return self.config.frame_rows(self.adapter.kind == "embedding")
+
+    @property
     def local_results_path(self) -> Path:
         """Where a large run's results file is kept on this machine."""
         return journal.cache_dir() / self.run_id / "results.parquet"
 
     def _stream_results(self, results: Results, path: str) -> None:
-        """Join and write the results ``PARQUET_BATCH_ROWS`` rows at a time, each batch
-        encoded and compressed on a worker thread (without the GIL) while the next one is
-        joined.  The first batch goes through a DataFrame (its schema is the one
+        """Join and write the results ``PARQUET_BATCH_ROWS`` rows at a time (fewer for wide
+        embeddings: :meth:`Results.batch_rows`), each batch encoded and compressed on a
+        worker thread (without the GIL) while the next one is joined.  The first batch goes through a DataFrame (its schema is the one
         ``to_frame`` gives, pandas metadata included); the others are joined in Arrow
         when the source can (:meth:`_arrow_batch`)."""
         types = results.arrow_types()
@@ -974,8 +983,9 @@ class BatchRun:
         written: concurrent.futures.Future[None] | None = None
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="write-results")
         try:
-            for start in range(0, total, PARQUET_BATCH_ROWS):
-                stop = min(start + PARQUET_BATCH_ROWS, total)
+            step = results.batch_rows(PARQUET_BATCH_ROWS)
+            for start in range(0, total, step):
+                stop = min(start + step, total)
                 raw = self.source.read_raw(start, stop)  # (read once, whichever path joins)
                 table = None if schema is None else self._arrow_batch(results, raw, start, schema)
                 if table is None:
