@@ -628,6 +628,79 @@ def test_spilled_answers_given_in_bulk_and_one_at_a_time_keep_the_order_of_write
         spilled.put_many(np.array([0]), pa.array(["too late"]))
 
 
+def test_spilled_embeddings_read_back_by_range_with_the_last_write_winning(
+    tmp_path: Path,
+) -> None:
+    """A large embedding run's answers on disk, a fixed-width row each: blocks and single
+    answers in any order, rewrites, rows without one (holes, a null, past the last), and
+    an answer of another length; a range reads back exactly its rows."""
+    import pyarrow as pa
+
+    from bedrock_batch_nb.collecting import SpilledVectors
+
+    rng = np.random.default_rng(8)
+    n, dims = 300, 16
+    expected: list[Any] = [None] * n
+    spilled = SpilledVectors(str(tmp_path / "answers.f64"), n)
+    for step in range(60):
+        positions = rng.choice(n - 20, size=int(rng.integers(1, 15)))  # repeats too
+        vectors = rng.standard_normal((len(positions), dims))
+        if step % 4:
+            spilled.put_many(positions, pa.array(list(vectors), pa.list_(pa.float64())))
+        else:
+            for pos, vector in zip(positions.tolist(), vectors, strict=True):
+                spilled[pos] = vector.tolist()
+        for pos, vector in zip(positions.tolist(), vectors, strict=True):
+            expected[pos] = vector
+    spilled[3] = expected[3] = None
+    spilled[5] = [1.0, 2.0, 3.0]  # another length: kept aside
+    expected[5] = np.array([1.0, 2.0, 3.0])
+    spilled[6] = [1.0]  # ... and replaced by a later answer of the usual length
+    spilled.put_many(np.array([6]), pa.array([[0.25] * dims], pa.list_(pa.float64())))
+    expected[6] = np.full(dims, 0.25)
+    spilled.put_many(  # a block holding a null: read as it is given
+        np.array([7, 8]), pa.array([None, [0.5] * dims], pa.list_(pa.float64()))
+    )
+    expected[7], expected[8] = None, np.full(dims, 0.5)
+    assert spilled.dimensions == dims
+
+    def same(got: list[Any], want: list[Any]) -> bool:
+        return len(got) == len(want) and all(
+            (g is None and w is None) or (g is not None and w is not None and g.tolist() == list(w))
+            for g, w in zip(got, want, strict=True)
+        )
+
+    assert same(spilled[0:n], expected)
+    assert same(spilled[100:140], expected[100:140])  # a range alone
+    assert spilled.arrow(n - 20, n).null_count == 20  # never written: null, not zeros
+    assert spilled.arrow(10, 20).type == pa.list_(pa.float64())
+    size = (tmp_path / "answers.f64").stat().st_size
+    assert size <= (n - 20) * dims * 8  # a row's place: nothing past the last answer
+    spilled.close()
+
+
+def test_a_large_embedding_runs_results_are_written_in_row_groups_of_bounded_bytes(
+    tmp_path: Path,
+) -> None:
+    """Kept on disk, 1,024-number embeddings are written 2,048 rows to a row group (16 MiB
+    of numbers) rather than 10,000 (80 MB, held more than once while written); narrower
+    ones and texts keep 10,000 rows."""
+    import pyarrow as pa
+
+    titan = resolve_adapter("amazon.titan-embed-text-v2:0")
+    wide = Results(10, titan, spill_path=str(tmp_path / "wide.f64"))
+    wide.values.put_many(np.array([0]), pa.array([[0.0] * 1024], pa.list_(pa.float64())))
+    narrow = Results(10, titan, spill_path=str(tmp_path / "narrow.f64"))
+    narrow.values.put_many(np.array([0]), pa.array([[0.0] * 256], pa.list_(pa.float64())))
+    texts = Results(10, CLAUDE, spill_path=str(tmp_path / "texts.parquet"))
+    assert wide.batch_rows(10_000) == 2_048
+    assert narrow.batch_rows(10_000) == 8_192
+    assert texts.batch_rows(10_000) == 10_000
+    assert Results(10, titan).batch_rows(10_000) == 10_000  # (a DataFrame's: as before)
+    for results in (wide, narrow, texts):
+        results.close()
+
+
 def test_spilled_answers_of_shuffled_jobs_are_decoded_about_once_each(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

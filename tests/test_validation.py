@@ -129,10 +129,21 @@ def test_all_problems_reported_together() -> None:
         ({"bucket": "Not_A_Bucket"}, "not a valid S3 bucket name"),
         ({"role_arn": "my-role"}, "is not an IAM role ARN"),
         ({"prompt_id": "joke_about_topic"}, "either prompt=... or prompt_id=..., not both"),
+        ({"max_frame_rows": -1}, "max_frame_rows must be 0 or more"),
     ],
 )
 def test_conflicting_or_out_of_range_options(options: dict[str, object], fragment: str) -> None:
     assert fragment in problems_of(BatchRun(topics(), CLAUDE, "Joke about {topic}", **options))
+
+
+def test_results_are_one_dataframe_up_to_a_size_that_depends_on_the_model_kind() -> None:
+    """Unset, max_frame_rows is 1,000,000 rows of text, and for embeddings 1 GiB of
+    float64 numbers (131,072 rows of 1,024; 524,288 of 256); set, it is what it says."""
+    assert RunConfig(model_id=CLAUDE).frame_rows(embedding=False) == 1_000_000
+    assert RunConfig(model_id=TITAN).frame_rows(embedding=True) == 131_072
+    assert RunConfig(model_id=TITAN, dimensions=256).frame_rows(embedding=True) == 524_288
+    assert RunConfig(model_id=TITAN, max_frame_rows=5).frame_rows(embedding=True) == 5
+    assert RunConfig(model_id=CLAUDE, max_frame_rows=0).frame_rows(embedding=False) == 0
 
 
 def test_unknown_option_is_a_clear_error() -> None:

@@ -595,6 +595,41 @@ def test_a_run_over_max_frame_rows_returns_a_dataset_over_its_file(
     pd.testing.assert_frame_equal(summary.head, out.head(10))
 
 
+def test_an_embedding_run_streams_its_results_by_the_size_of_its_vectors(
+    aws: LocalBedrock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With max_frame_rows left unset, an embedding run returns one DataFrame only while
+    its vectors fit FRAME_VECTOR_BYTES (1 GiB: 131,072 rows of 1,024 numbers), as a
+    text run does up to 1,000,000 rows; above it the answers go to a fixed-width file and
+    the results stream to Parquet, the same vectors as the DataFrame's."""
+    import pyarrow.dataset as pa_dataset
+
+    from bedrock_batch_nb import config
+
+    monkeypatch.setenv("BEDROCK_BATCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(config, "FRAME_VECTOR_BYTES", 200 * 256 * 8)  # 200 rows at 256
+    df = topics(250)
+    options = {"input_text_column": "topic", "max_record_retries": 0, **FAST}
+    large = BatchRun(df, TITAN, dimensions=256, **options)
+    result = large.wait(timeout=60)
+    assert isinstance(result, pa_dataset.Dataset)
+    assert not large.local_results_path.with_name("answers.f64").exists()  # gone once written
+    at_limit = BatchRun(df.iloc[:200], TITAN, dimensions=256, **options)
+    assert isinstance(at_limit.wait(timeout=60), pd.DataFrame)
+    texts = BatchRun(df, CLAUDE, "Joke about {topic}", max_record_retries=0, **FAST)
+    texts.wait(timeout=60)
+    assert isinstance(texts.result, pd.DataFrame)  # texts: still up to 1,000,000 rows
+
+    small = BatchRun(df, TITAN, dimensions=256, max_frame_rows=1000, **options).wait(timeout=60)
+    assert isinstance(small, pd.DataFrame)
+    streamed = result.to_table().to_pandas()
+    assert streamed.index.equals(df.index)
+    for got, want in zip(streamed["embedding"], small["embedding"], strict=True):
+        assert len(got) == 256 and got.tolist() == want.tolist()
+    groups = pq.ParquetFile(large.local_results_path).metadata.num_row_groups
+    assert groups == 1  # 250 rows of 256 numbers: one row group (up to 8,192 rows)
+
+
 def test_staging_holds_input_files_up_to_stage_bytes(
     aws: LocalBedrock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
