@@ -973,9 +973,10 @@ class BatchRun:
     def _stream_results(self, results: Results, path: str) -> None:
         """Join and write the results ``PARQUET_BATCH_ROWS`` rows at a time (fewer for wide
         embeddings: :meth:`Results.batch_rows`), each batch encoded and compressed on a
-        worker thread (without the GIL) while the next one is joined.  The first batch goes through a DataFrame (its schema is the one
-        ``to_frame`` gives, pandas metadata included); the others are joined in Arrow
-        when the source can (:meth:`_arrow_batch`)."""
+        worker thread (without the GIL) while the next one is joined.  The first batch goes
+        through a DataFrame (its schema is the one ``to_frame`` gives, pandas metadata
+        included); the others are joined in Arrow when the source can
+        (:meth:`_arrow_batch`)."""
         types = results.arrow_types()
         writer: pq.ParquetWriter | None = None
         schema: pa.Schema | None = None
