@@ -701,6 +701,28 @@ def test_a_large_embedding_runs_results_are_written_in_row_groups_of_bounded_byt
         results.close()
 
 
+def test_a_dataframe_of_wide_rows_is_written_in_row_groups_of_bounded_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """write_parquet converts and writes fewer rows at a time when they are wide (about
+    BATCH_BYTES of Arrow data a row group), so that a DataFrame of embeddings is never
+    held in Arrow 10,000 rows at once; narrow rows keep batch_rows."""
+    monkeypatch.setattr(collecting, "BATCH_BYTES", 1 << 20)
+    rng = np.random.default_rng(2)
+    wide = pd.DataFrame(
+        {"text": [f"row {i}" for i in range(500)], "embedding": list(rng.random((500, 1024)))}
+    )
+    write_parquet(wide, tmp_path / "wide.parquet", batch_rows=10_000)
+    groups = pq.ParquetFile(tmp_path / "wide.parquet").metadata
+    assert groups.num_row_groups == 4  # 8 KiB a row: about 127 rows in 1 MiB
+    back = pd.read_parquet(tmp_path / "wide.parquet")
+    pairs = zip(back["embedding"], wide["embedding"], strict=True)
+    assert all(a.tolist() == b.tolist() for a, b in pairs)
+    narrow = wide[["text"]]
+    write_parquet(narrow, tmp_path / "narrow.parquet", batch_rows=10_000)
+    assert pq.ParquetFile(tmp_path / "narrow.parquet").metadata.num_row_groups == 1
+
+
 def test_spilled_answers_of_shuffled_jobs_are_decoded_about_once_each(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

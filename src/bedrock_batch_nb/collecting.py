@@ -574,11 +574,11 @@ class Results:
 
     def batch_rows(self, rows: int) -> int:
         """Rows of a results file's row group: ``rows``, fewer for wide embeddings kept
-        on disk (``VECTOR_BATCH_BYTES``)."""
+        on disk (``BATCH_BYTES`` of numbers)."""
         dimensions = self.values.dimensions if isinstance(self.values, SpilledVectors) else None
         if not dimensions:
             return rows
-        return max(1, min(rows, VECTOR_BATCH_BYTES // (8 * dimensions)))
+        return max(1, min(rows, BATCH_BYTES // (8 * dimensions)))
 
     def arrow_types(self) -> dict[str, pa.DataType]:
         """The result columns' Arrow types (so that a file written a batch at a time has one
@@ -594,10 +594,11 @@ class Results:
 
 PARQUET_BATCH_ROWS = 10_000
 """Rows of a results file's row group, converted to Arrow and written at a time."""
-VECTOR_BATCH_BYTES = 16 << 20
-"""Of embeddings, a results file's row group holds at most this many bytes of numbers
-(2,048 rows of 1,024 dimensions): 10,000 such rows are 80 MB, held two or three times
-over while one group is written and the next joined (:meth:`Results.batch_rows`)."""
+BATCH_BYTES = 16 << 20
+"""A results file's row group holds about this many bytes at most, fewer rows than
+``PARQUET_BATCH_ROWS`` when they are wide: 2,048 rows of 1,024-number embeddings (10,000
+would be 80 MB, held two or three times over while one group is written and the next
+converted); 10,000 rows of SimpleCoT's texts are 13 MB."""
 
 
 def frame_to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
@@ -657,7 +658,9 @@ def write_parquet(
     batch_rows: int = PARQUET_BATCH_ROWS,
 ) -> None:
     """Write ``frame`` as Parquet, converting ``batch_rows`` rows at a time (one row group
-    each), so that the Arrow copy of a large result never exists whole."""
+    each; fewer when rows are wide, ``BATCH_BYTES``), so that the Arrow copy of a large
+    result never exists whole."""
+    batch_rows = _rows_within(frame, batch_rows)
     schema = parquet_schema(frame, batch_rows)
     tables = (
         frame_to_arrow(frame.iloc[start : start + batch_rows], schema)
@@ -676,6 +679,18 @@ def write_parquet(
             written.result()
             written = pool.submit(writer.write_table, table)
         written.result()
+
+
+def _rows_within(frame: pd.DataFrame, rows: int, sample: int = 64) -> int:
+    """``rows``, or fewer so that that many of ``frame``'s rows hold about ``BATCH_BYTES``
+    in Arrow (measured on its first ``sample`` rows)."""
+    if len(frame) <= sample:
+        return rows
+    try:
+        size: int = pa.Table.from_pandas(frame.iloc[:sample], preserve_index=True).nbytes
+    except (TypeError, ValueError, pa.ArrowException):
+        return rows  # (the write itself will say what it cannot store)
+    return max(1, min(rows, BATCH_BYTES * sample // max(size, 1)))
 
 
 _TEXT_TYPES = (
