@@ -875,6 +875,61 @@ def case_results_streamed(size: int, args: argparse.Namespace) -> dict[str, Any]
         return figures
 
 
+def case_results_streamed_embed(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    """A Titan embedding run over ``max_frame_rows`` from collecting on: each row's answer
+    (``datagen.EMBED_DIMENSIONS`` numbers) put as collecting puts it, jobs of
+    ``--records-per-job`` rows with their lines shuffled, 200 lines a block, 1 % of rows
+    failed instead; then the rows joined to their answers and written to a local Parquet
+    file (``BatchRun._stream_results``).  Measured: both steps (the random numbers are
+    drawn a block at a time within them)."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    dims = datagen.EMBED_DIMENSIONS
+    path = simplecot_path(args.data_dir, size)
+    run = new_run(str(path), datagen.TITAN_ID, input_text_column="source", max_frame_rows=0)
+    run.validate()
+    vector_type = pa.list_(pa.float64())
+    with tempfile.TemporaryDirectory(prefix="bench-results-") as scratch:
+        meter = Meter()
+        with meter.measure():
+            began = time.perf_counter()
+            results = Results(size, run.adapter, spill_path=f"{scratch}/answers")
+            rng = np.random.default_rng(7)
+            for start in range(0, size, args.records_per_job):
+                rows = min(args.records_per_job, size - start)
+                order = rng.permutation(rows)
+                failed, kept = order[: rows // 100], order[rows // 100 :]
+                for block in range(0, len(kept), 200):
+                    at = start + kept[block : block + 200]
+                    numbers = pa.array(rng.standard_normal(len(at) * dims))
+                    offsets = pa.array(np.arange(len(at) + 1, dtype=np.int32) * dims)
+                    results.values.put_many(at, pa.ListArray.from_arrays(offsets, numbers))
+                    results.answered[at] = True
+                    results.input_tokens[at] = 12
+                results.errors[start + failed] = "400: Malformed input request"
+            collected = time.perf_counter()
+            target = f"{scratch}/results.parquet"
+            run._stream_results(results, target)
+        written = pq.ParquetFile(target)
+        figures = meter.result(  # (before the checks below, whose reads would count)
+            "results_streamed_embed",
+            size,
+            collect_s=round(collected - began, 3),
+            write_s=round(meter.seconds - (collected - began), 3),
+            file_mib=round(os.path.getsize(target) / 2**20, 1),
+            row_groups=written.metadata.num_row_groups,
+            dimensions=dims,
+        )
+        if written.metadata.num_rows != size:
+            raise AssertionError(f"{written.metadata.num_rows} rows written, expected {size}")
+        last = written.read_row_group(written.metadata.num_row_groups - 1, columns=["embedding"])
+        lengths = {len(v) for v in last.column(0).to_pylist() if v is not None}
+        if lengths != {dims} or written.schema_arrow.field("embedding").type != vector_type:
+            raise AssertionError(f"embeddings of lengths {lengths} written, expected {dims}")
+        return figures
+
+
 def ideal_makespan(durations: list[float], cap: int) -> float:
     """The end of the last job if every freed slot took the next job at once."""
     slots = [0.0] * cap
@@ -1309,6 +1364,7 @@ CASES: dict[str, Callable[[int, argparse.Namespace], dict[str, Any]]] = {
     "collect_network": case_collect_network,
     "run_streamed": case_run_streamed,
     "results_streamed": case_results_streamed,
+    "results_streamed_embed": case_results_streamed_embed,
     "orchestrate": case_orchestrate,
     "loop_lag": case_loop_lag,
     "kernel_lag": case_kernel_lag,

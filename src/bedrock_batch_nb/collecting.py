@@ -18,7 +18,6 @@ import collections
 import io
 import itertools
 import json
-import os
 import re
 import tempfile
 import threading
@@ -289,13 +288,13 @@ class SpilledVectors:
         self._where = np.zeros(n_rows, dtype=np.int8)  # _NONE, _IN_FILE or _HELD
         self._held: dict[int, npt.NDArray[np.float64]] = {}
         self._lock = threading.Lock()
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._file: io.FileIO | None = io.FileIO(path, "w+")  # (unbuffered: each write lands)
 
     def close(self) -> None:
         with self._lock:
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
     def __del__(self) -> None:
         self.close()
@@ -327,7 +326,8 @@ class SpilledVectors:
 
     def _write(self, positions: npt.NDArray[np.int64], rows: npt.NDArray[np.float64]) -> None:
         with self._lock:
-            if self._fd < 0:
+            file = self._file
+            if file is None:
                 raise RuntimeError("the answers' file is closed")
             if self.dimensions is None:
                 self.dimensions = rows.shape[1]
@@ -343,8 +343,10 @@ class SpilledVectors:
             breaks = np.flatnonzero(np.diff(found) != 1) + 1
             width = self.dimensions * 8
             for lo, hi in zip([0, *breaks.tolist()], [*breaks.tolist(), len(found)], strict=True):
-                data = np.ascontiguousarray(ordered[lo:hi]).tobytes()
-                os.pwrite(self._fd, data, int(found[lo]) * width)
+                data = np.ascontiguousarray(ordered[lo:hi]).data.cast("B")
+                file.seek(int(found[lo]) * width)
+                while data:  # (a raw write may take part of it)
+                    data = data[file.write(data) or 0 :]
             self._where[found] = self._IN_FILE
             for pos in found[np.isin(found, list(self._held))].tolist() if self._held else []:
                 del self._held[pos]
@@ -356,11 +358,17 @@ class SpilledVectors:
             where = self._where[start:stop].copy()
             n = len(where)
             dims = self.dimensions or 0
-            data = os.pread(self._fd, n * dims * 8, start * dims * 8) if dims and n else b""
+            numbers = np.zeros(n * dims, dtype=np.float64)  # (past the file's end: zeros)
+            if self._file is not None and n and dims:
+                self._file.seek(start * dims * 8)
+                into = numbers.data.cast("B")
+                while into:
+                    got = self._file.readinto(into) or 0
+                    if not got:
+                        break
+                    into = into[got:]
             other = np.flatnonzero(where == self._HELD) + start
             held = {p: self._held[p] for p in other.tolist()}
-        numbers = np.zeros(n * dims, dtype=np.float64)
-        numbers[: len(data) // 8] = np.frombuffer(data, dtype=np.float64)  # (a hole at the end)
         if held:  # unusual: answers of another length
             rows = numbers.reshape(n, dims)
             values: list[Any] = [
@@ -368,10 +376,12 @@ class SpilledVectors:
                 for i, w in enumerate(where.tolist())
             ]
             return pa.array(values, self.value_type)
-        offsets = np.arange(n + 1, dtype=np.int64) * dims
-        return pa.LargeListArray.from_arrays(
-            pa.array(offsets), pa.array(numbers), mask=pa.array(where != self._IN_FILE)
-        ).cast(self.value_type)
+        offsets = pa.array(np.arange(n + 1, dtype=np.int64) * dims)
+        if n * dims < 2**31:  # (a list array's offsets are 32-bit)
+            offsets = offsets.cast(pa.int32())
+        vectors = pa.LargeListArray if offsets.type == pa.int64() else pa.ListArray
+        array = vectors.from_arrays(offsets, numbers, mask=pa.array(where != self._IN_FILE))
+        return array if array.type == self.value_type else array.cast(self.value_type)
 
     def __getitem__(self, key: slice) -> list[Any]:
         start, stop = key.start or 0, key.stop
@@ -667,7 +677,7 @@ def write_parquet(
         for start in range(0, max(len(frame), 1), batch_rows)
     )
     first = next(tables)
-    dictionary = _dictionary_columns(first)
+    dictionary = dictionary_columns(first)
     # Each row group is encoded and compressed on a worker thread (without the GIL) while
     # the next one is converted.
     with (
@@ -701,7 +711,7 @@ _TEXT_TYPES = (
 )
 
 
-def _dictionary_columns(table: pa.Table) -> list[str]:
+def dictionary_columns(table: pa.Table) -> list[str]:
     """The columns worth dictionary-encoding: flat ones, but not texts that are mostly
     distinct (responses, prompts), whose dictionary Parquet would build and then drop."""
     names = []

@@ -44,6 +44,7 @@ from .collecting import (
     PARQUET_BATCH_ROWS,
     Results,
     collect_job,
+    dictionary_columns,
     frame_to_arrow,
     results_writer,
     upload_parquet,
@@ -996,9 +997,9 @@ class BatchRun:
                         for name, kind in types.items():
                             at = schema.get_field_index(name)
                             schema = schema.set(at, pa.field(name, kind))
-                        writer = results_writer(path, schema)
                     table = frame_to_arrow(part, schema)
-                assert writer is not None
+                if writer is None:  # (dictionaries for the columns that gain by them)
+                    writer = results_writer(path, schema, use_dictionary=dictionary_columns(table))
                 if written is not None:
                     written.result()
                     pa.default_memory_pool().release_unused()  # batches' memory bounded
