@@ -697,7 +697,8 @@ def _rows_within(frame: pd.DataFrame, rows: int, sample: int = 64) -> int:
     if len(frame) <= sample:
         return rows
     try:
-        size: int = pa.Table.from_pandas(frame.iloc[:sample], preserve_index=True).nbytes
+        first = _with_copied_texts(frame.iloc[:sample])  # (the caller's str left as they are)
+        size: int = pa.Table.from_pandas(first, preserve_index=True).nbytes
     except (TypeError, ValueError, pa.ArrowException):
         return rows  # (the write itself will say what it cannot store)
     return max(1, min(rows, BATCH_BYTES * sample // max(size, 1)))
