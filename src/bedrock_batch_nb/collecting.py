@@ -401,10 +401,12 @@ class Results:
     ) -> None:
         self.n_rows = n_rows
         self.adapter = adapter
-        self.values: Any = np.full(n_rows, None, dtype=object)  # response text or embedding
-        if spill_path is not None and self.value_column == "embedding":
+        self.values: Any  # response text or embedding of each row
+        if spill_path is None:
+            self.values = np.full(n_rows, None, dtype=object)
+        elif self.value_column == "embedding":
             self.values = SpilledVectors(spill_path, n_rows)
-        elif spill_path is not None:
+        else:
             self.values = SpilledValues(spill_path, self.arrow_types()[self.value_column])
         self.errors: npt.NDArray[np.object_] = np.full(n_rows, None, dtype=object)
         """Why each row has no answer (None: it has one, or no line was read for it)."""
