@@ -1081,8 +1081,29 @@ def case_run_streamed(size: int, args: argparse.Namespace) -> dict[str, Any]:
     return background_run("run_streamed", size, args, max_frame_rows=0)
 
 
+def case_embed_lag(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    """``loop_lag`` for a Titan embedding run (1,024 numbers a row, each output line about
+    20 KB): the answers parsed, joined and written as float64 arrays, a DataFrame's worth
+    up to ``max_frame_rows``' default for embeddings (131,072 rows)."""
+    return background_run(
+        "embed_lag",
+        size,
+        args,
+        model_id=datagen.TITAN_ID,
+        prompt=None,
+        input_text_column="source",
+        dimensions=datagen.EMBED_DIMENSIONS,
+    )
+
+
 def background_run(
-    stage: str, size: int, args: argparse.Namespace, **options: Any
+    stage: str,
+    size: int,
+    args: argparse.Namespace,
+    *,
+    model_id: str = datagen.CLAUDE_ID,
+    prompt: str | None = datagen.TEMPLATE,
+    **options: Any,
 ) -> dict[str, Any]:
     path = simplecot_path(args.data_dir, size)
     tick = TICK_S
@@ -1123,8 +1144,8 @@ def background_run(
             begin = time.perf_counter()
             run = new_run(
                 str(path),
-                datagen.CLAUDE_ID,
-                datagen.TEMPLATE,
+                model_id,
+                prompt,
                 max_records_per_job=args.records_per_job,
                 max_concurrent_jobs=20,
                 poll_interval=args.poll_interval,
@@ -1367,6 +1388,7 @@ CASES: dict[str, Callable[[int, argparse.Namespace], dict[str, Any]]] = {
     "results_streamed_embed": case_results_streamed_embed,
     "orchestrate": case_orchestrate,
     "loop_lag": case_loop_lag,
+    "embed_lag": case_embed_lag,
     "kernel_lag": case_kernel_lag,
 }
 

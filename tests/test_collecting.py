@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -721,6 +722,42 @@ def test_a_dataframe_of_wide_rows_is_written_in_row_groups_of_bounded_bytes(
     narrow = wide[["text"]]
     write_parquet(narrow, tmp_path / "narrow.parquet", batch_rows=10_000)
     assert pq.ParquetFile(tmp_path / "narrow.parquet").metadata.num_row_groups == 1
+
+
+def test_embeddings_are_converted_in_small_pieces_with_the_schema_pyarrow_would_infer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Converting a frame of 1,024-number embeddings to Arrow holds the GIL as long as it
+    takes (2,000 of them: 120 ms, a notebook's loop stalled): they are converted about
+    CONVERT_BYTES at a time, and the schema is inferred from the first few arrays alone,
+    the same schema (types and pandas metadata) as inferring it from them all."""
+    rng = np.random.default_rng(4)
+    vectors: list[Any] = list(rng.random((1000, 1024)))
+    vectors[0] = vectors[500] = None  # (no answer: the first value is not the first row's)
+    frame = pd.DataFrame(
+        {"text": [f"row {i}" for i in range(1000)], "embedding": vectors},
+        index=pd.Index([f"r{i}" for i in range(1000)], name="key"),
+    )
+    schema = collecting.parquet_schema(frame, 1000)
+    assert schema == pa.Schema.from_pandas(frame, preserve_index=True)
+    assert schema.metadata == pa.Schema.from_pandas(frame, preserve_index=True).metadata
+
+    pieces: list[int] = []
+    table_of = collecting._table_of
+
+    def counted(part: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+        pieces.append(len(part))
+        return table_of(part, schema)
+
+    monkeypatch.setattr(collecting, "_table_of", counted)
+    table = collecting.frame_to_arrow(frame, schema)
+    assert max(pieces) <= 400 and sum(pieces) == 1000  # 3 MiB: 384 rows of 8 KiB
+    back = table.to_pandas()
+    assert back.index.equals(frame.index) and back["embedding"]["r500"] is None
+    assert back["embedding"]["r7"].tolist() == vectors[7].tolist()
+    pieces.clear()
+    collecting.frame_to_arrow(frame[["text"]], schema.remove(schema.get_field_index("embedding")))
+    assert pieces == [1000]  # narrow rows: CONVERT_ROWS at a time, as before
 
 
 def test_spilled_answers_of_shuffled_jobs_are_decoded_about_once_each(

@@ -75,6 +75,9 @@ Python strings holds the GIL, and so does the kernel's zeroing of the fresh memo
 conversion writes to.  Writing 200,000 SimpleCoT results, 10,000 rows at once held it for
 56-113 ms at a time in half the writes; 2,000 rows, at most 6-27 ms, so that a notebook's
 event loop stays responsive while a run collects and writes its results."""
+CONVERT_BYTES = 3 << 20
+"""... and at most about this many bytes of them (2,000 SimpleCoT rows are 2.6 MB; of
+1,024-number embeddings, 384 rows: 2,000 held the GIL for 120 ms)."""
 
 
 class SpilledValues:
@@ -615,10 +618,11 @@ converted); 10,000 rows of SimpleCoT's texts are 13 MB."""
 
 def frame_to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     """``frame`` (with its index) as an Arrow table of ``schema``, converted
-    ``CONVERT_ROWS`` rows at a time."""
+    ``CONVERT_ROWS`` rows at a time (fewer when rows are wide: ``CONVERT_BYTES``)."""
+    step = _rows_within(frame, CONVERT_ROWS, CONVERT_BYTES)
     parts = [
-        _table_of(frame.iloc[start : start + CONVERT_ROWS], schema)
-        for start in range(0, max(len(frame), 1), CONVERT_ROWS)
+        _table_of(frame.iloc[start : start + step], schema)
+        for start in range(0, max(len(frame), 1), step)
     ]
     return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
 
@@ -672,7 +676,7 @@ def write_parquet(
     """Write ``frame`` as Parquet, converting ``batch_rows`` rows at a time (one row group
     each; fewer when rows are wide, ``BATCH_BYTES``), so that the Arrow copy of a large
     result never exists whole."""
-    batch_rows = _rows_within(frame, batch_rows)
+    batch_rows = _rows_within(frame, batch_rows, BATCH_BYTES)
     schema = parquet_schema(frame, batch_rows)
     tables = (
         frame_to_arrow(frame.iloc[start : start + batch_rows], schema)
@@ -693,17 +697,17 @@ def write_parquet(
         written.result()
 
 
-def _rows_within(frame: pd.DataFrame, rows: int, sample: int = 64) -> int:
-    """``rows``, or fewer so that that many of ``frame``'s rows hold about ``BATCH_BYTES``
+def _rows_within(frame: pd.DataFrame, rows: int, budget: int, sample: int = 64) -> int:
+    """``rows``, or fewer so that that many of ``frame``'s rows hold about ``budget`` bytes
     in Arrow (measured on its first ``sample`` rows)."""
-    if len(frame) <= sample:
+    if len(frame) <= min(rows, sample):
         return rows
     try:
         first = _with_copied_texts(frame.iloc[:sample])  # (the caller's str left as they are)
         size: int = pa.Table.from_pandas(first, preserve_index=True).nbytes
     except (TypeError, ValueError, pa.ArrowException):
         return rows  # (the write itself will say what it cannot store)
-    return max(1, min(rows, BATCH_BYTES * sample // max(size, 1)))
+    return max(1, min(rows, budget * min(sample, len(frame)) // max(size, 1)))
 
 
 _TEXT_TYPES = (
@@ -734,9 +738,8 @@ def parquet_schema(frame: pd.DataFrame, sample_rows: int) -> pa.Schema:
     """The Arrow schema of ``frame``, inferred from its first rows (inferring it from every
     row converts them all); a column still without a type there takes the type of its
     first value."""
-    schema = pa.Schema.from_pandas(
-        _with_copied_texts(frame.iloc[:sample_rows]), preserve_index=True
-    )
+    sample = _thinned_arrays(_with_copied_texts(frame.iloc[:sample_rows]))
+    schema = pa.Schema.from_pandas(sample, preserve_index=True)
     for i, typed in enumerate(schema):
         if pa.types.is_null(typed.type) and typed.name in frame.columns:
             column = frame[typed.name]
@@ -745,6 +748,28 @@ def parquet_schema(frame: pd.DataFrame, sample_rows: int) -> pa.Schema:
                 first = column.iloc[int(present.argmax())]
                 schema = schema.set(i, typed.with_type(pa.array([first]).type))
     return schema
+
+
+def _thinned_arrays(frame: pd.DataFrame, keep: int = 64) -> pd.DataFrame:
+    """``frame`` with its columns of numpy arrays (embeddings) holding only their first
+    ``keep`` values, None after them: a schema is inferred from those alone, with the same
+    type and pandas metadata (inferring it from 2,000 arrays of 1,024 numbers converts
+    them all, with the GIL held for 100-170 ms)."""
+    thinned: pd.DataFrame | None = None
+    for i in range(frame.shape[1]):
+        column = frame.iloc[:, i]
+        if column.dtype != object or len(column) <= keep:
+            continue
+        values = column.to_numpy()
+        present = column.notna().to_numpy()
+        if not present.any() or not isinstance(values[int(present.argmax())], np.ndarray):
+            continue
+        kept = np.full(len(values), None, dtype=object)
+        kept[:keep] = values[:keep]
+        if thinned is None:
+            thinned = frame.copy(deep=False)
+        thinned.isetitem(i, pd.Series(kept, index=column.index, dtype=object))
+    return frame if thinned is None else thinned
 
 
 def _with_copied_texts(frame: pd.DataFrame) -> pd.DataFrame:
