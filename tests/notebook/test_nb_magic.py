@@ -114,6 +114,9 @@ def test_config_traits_are_defaults_and_flags_win(ip: InteractiveShell) -> None:
     )
     c = dry_run(ip, "df --records-per-job 150 --bucket other-bucket").run.config
     assert (c.max_records_per_job, c.bucket) == (150, "other-bucket")
+    ip.run_cell("%config BedrockBatchMagic.options = {'max_frame_row': 10}")  # a typo
+    message = usage_error(ip, "df")
+    assert "did you mean 'max_frame_rows'? (in BedrockBatchMagic.options)" in message
 
 
 def test_line_variables_expand_but_the_body_is_never_formatted(ip: InteractiveShell) -> None:

@@ -344,12 +344,10 @@ class BedrockBatchMagic(Magics):
                 "No model: pass --model <id> (e.g. anthropic.claude-3-haiku-20240307-v1:0) or "
                 "set %config BedrockBatchMagic.model = '<id>'."
             )
-        unknown = sorted(set(options) - set(engine_option_names()))
+        known = engine_option_names()
+        unknown = [unknown_option(name, known) for name in options if name not in known]
         if unknown:
-            raise UsageError(
-                f"Unknown engine option(s) {', '.join(map(repr, unknown))} in "
-                "BedrockBatchMagic.options."
-            )
+            raise UsageError(f"{' '.join(unknown)} (in BedrockBatchMagic.options)")
         options.pop("prompt", None)
         return BatchRun(data, model, prompt, **options)
 
