@@ -768,7 +768,8 @@ def _thinned_arrays(frame: pd.DataFrame, keep: int = 64) -> pd.DataFrame:
         kept[:keep] = values[:keep]
         if thinned is None:
             thinned = frame.copy(deep=False)
-        thinned.isetitem(i, pd.Series(kept, index=column.index, dtype=object))
+        same_index: Any = pd.Series(kept, index=column.index, dtype=object)
+        thinned.isetitem(i, same_index)
     return frame if thinned is None else thinned
 
 

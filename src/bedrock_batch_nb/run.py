@@ -46,6 +46,7 @@ from .collecting import (
     collect_job,
     dictionary_columns,
     frame_to_arrow,
+    parquet_schema,
     results_writer,
     upload_parquet,
     write_parquet,
@@ -951,8 +952,8 @@ class BatchRun:
         self._upload_results_file(clients.s3, str(path), self.layout.results_uri)
         return pa_dataset.dataset(str(path), format="parquet"), (
             f"{self.num_rows:,} rows (over max_frame_rows, {self._frame_rows:,} here): results "
-            f"written to "
-            f"{self.layout.results_uri} and {path}; wait() returns a pyarrow dataset over them "
+            f"written to {self.layout.results_uri} and {path}; wait() returns a pyarrow dataset "
+            "over them "
             "(run.iter_batches() reads them a batch at a time)."
         )
 
@@ -992,8 +993,8 @@ class BatchRun:
                 table = None if schema is None else self._arrow_batch(results, raw, start, schema)
                 if table is None:
                     part = results.to_frame(self.source.labelled(raw, start), start)
-                    if schema is None:
-                        schema = pa.Schema.from_pandas(part, preserve_index=True)
+                    if schema is None:  # (embeddings' type not inferred from every array)
+                        schema = parquet_schema(part, len(part))
                         for name, kind in types.items():
                             at = schema.get_field_index(name)
                             schema = schema.set(at, pa.field(name, kind))
