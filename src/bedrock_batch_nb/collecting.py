@@ -762,7 +762,7 @@ def _thinned_arrays(frame: pd.DataFrame, keep: int = 64) -> pd.DataFrame:
             continue
         values = column.to_numpy()
         present = column.notna().to_numpy()
-        if not present.any() or not isinstance(values[int(present.argmax())], np.ndarray):
+        if not present.any() or not isinstance(values[int(np.argmax(present))], np.ndarray):
             continue
         kept = np.full(len(values), None, dtype=object)
         kept[:keep] = values[:keep]
