@@ -25,7 +25,7 @@ FRAME_ROWS = 1_000_000
 FRAME_VECTOR_BYTES = 1 << 30
 """Embedding models' numbers up to which ``wait()`` returns one DataFrame: a 1,024-number
 embedding takes 8 KiB as float64, where an answer of text takes about 1 KB, so 1,000,000
-embeddings would make an 8 GB DataFrame (and twice that while it is written)."""
+embeddings would make an 8 GB DataFrame."""
 
 BUCKET_ENV = "BEDROCK_BATCH_BUCKET"
 ROLE_ENV = "BEDROCK_BATCH_ROLE_ARN"
