@@ -80,6 +80,13 @@ CONVERT_BYTES = 3 << 20
 1,024-number embeddings, 384 rows: 2,000 held the GIL for 120 ms)."""
 
 
+def _last_of_each(positions: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    """The distinct values of ``positions``, in increasing order, and the index of the last
+    occurrence of each (where a row is written more than once, the last write wins)."""
+    found, from_end = np.unique(positions[::-1], return_index=True)
+    return found, len(positions) - 1 - from_end
+
+
 class SpilledValues:
     """Answers kept in a local Parquet file instead of memory (for a large run): each one
     is appended with its row's position (one at a time, or a block's Arrow array at once
@@ -204,9 +211,8 @@ class SpilledValues:
         self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         for g in range(len(sizes)):
             column = file.read_row_group(g, columns=["position"]).column(0).to_numpy()
-            # the last row of each position in this group
-            found, first_from_end = np.unique(column[::-1], return_index=True)
-            where[found] = self._starts[g] + len(column) - 1 - first_from_end
+            found, last = _last_of_each(column)  # (the last row of each position here)
+            where[found] = self._starts[g] + last
         self._last_use = np.full(len(sizes), -1, dtype=np.int64)
         for lo in range(0, self._size, self.INDEX_STEP):  # (no temporary the size of the index)
             groups, _ = self._locate(where[lo : lo + self.INDEX_STEP])
@@ -341,8 +347,8 @@ class SpilledVectors:
                 return
             # the last answer of each position, in position order: runs of consecutive
             # positions are written with one call each
-            found, from_end = np.unique(positions[::-1], return_index=True)
-            ordered = rows[len(positions) - 1 - from_end]
+            found, last = _last_of_each(positions)
+            ordered = rows[last]
             breaks = np.flatnonzero(np.diff(found) != 1) + 1
             width = self.dimensions * 8
             for lo, hi in zip([0, *breaks.tolist()], [*breaks.tolist(), len(found)], strict=True):
@@ -501,8 +507,7 @@ class Results:
         if len(done):
             assert answers is not None
             at = positions[done]
-            # the last line of a row wins, as it would line by line
-            last = len(at) - 1 - np.unique(at[::-1], return_index=True)[1]
+            _, last = _last_of_each(at)  # the last line of a row wins, as line by line
             values = self.values
             if isinstance(values, SPILLED):  # (a large run's answers stay in Arrow)
                 values.put_many(at, answers)
