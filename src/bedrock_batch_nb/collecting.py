@@ -621,10 +621,13 @@ would be 80 MB, held two or three times over while one group is written and the 
 converted); 10,000 rows of SimpleCoT's texts are 13 MB."""
 
 
-def frame_to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+def frame_to_arrow(
+    frame: pd.DataFrame, schema: pa.Schema, measured: tuple[int, int] | None = None
+) -> pa.Table:
     """``frame`` (with its index) as an Arrow table of ``schema``, converted
-    ``CONVERT_ROWS`` rows at a time (fewer when rows are wide: ``CONVERT_BYTES``)."""
-    step = _rows_within(frame, CONVERT_ROWS, CONVERT_BYTES)
+    ``CONVERT_ROWS`` rows at a time (fewer when rows are wide: ``CONVERT_BYTES``;
+    ``measured``: :func:`_measured` of rows like these, when the caller has it)."""
+    step = _rows_within(frame, CONVERT_ROWS, CONVERT_BYTES, measured)
     parts = [
         _table_of(frame.iloc[start : start + step], schema)
         for start in range(0, max(len(frame), 1), step)
@@ -681,10 +684,11 @@ def write_parquet(
     """Write ``frame`` as Parquet, converting ``batch_rows`` rows at a time (one row group
     each; fewer when rows are wide, ``BATCH_BYTES``), so that the Arrow copy of a large
     result never exists whole."""
-    batch_rows = _rows_within(frame, batch_rows, BATCH_BYTES)
+    measured = _measured(frame)  # (once: every batch's rows are like these)
+    batch_rows = _rows_within(frame, batch_rows, BATCH_BYTES, measured)
     schema = parquet_schema(frame, batch_rows)
     tables = (
-        frame_to_arrow(frame.iloc[start : start + batch_rows], schema)
+        frame_to_arrow(frame.iloc[start : start + batch_rows], schema, measured)
         for start in range(0, max(len(frame), 1), batch_rows)
     )
     first = next(tables)
@@ -702,17 +706,32 @@ def write_parquet(
         written.result()
 
 
-def _rows_within(frame: pd.DataFrame, rows: int, budget: int, sample: int = 64) -> int:
-    """``rows``, or fewer so that that many of ``frame``'s rows hold about ``budget`` bytes
-    in Arrow (measured on its first ``sample`` rows)."""
-    if len(frame) <= min(rows, sample):
-        return rows
+SAMPLE_ROWS = 64
+"""Rows converted to measure how many bytes a frame's rows take in Arrow."""
+
+
+def _measured(frame: pd.DataFrame) -> tuple[int, int]:
+    """The Arrow bytes of ``frame``'s first ``SAMPLE_ROWS`` rows and how many rows that is
+    (0 rows: they do not convert; the write itself will say what it cannot store)."""
+    first = _with_copied_texts(frame.iloc[:SAMPLE_ROWS])  # (the caller's str left as they are)
     try:
-        first = _with_copied_texts(frame.iloc[:sample])  # (the caller's str left as they are)
         size: int = pa.Table.from_pandas(first, preserve_index=True).nbytes
     except (TypeError, ValueError, pa.ArrowException):
-        return rows  # (the write itself will say what it cannot store)
-    return max(1, min(rows, budget * min(sample, len(frame)) // max(size, 1)))
+        return 0, 0
+    return size, len(first)
+
+
+def _rows_within(
+    frame: pd.DataFrame, rows: int, budget: int, measured: tuple[int, int] | None = None
+) -> int:
+    """``rows``, or fewer so that that many of ``frame``'s rows hold about ``budget`` bytes
+    in Arrow (``measured``: :func:`_measured` of rows like these; else measured here)."""
+    if len(frame) <= min(rows, SAMPLE_ROWS):
+        return rows
+    size, sampled = _measured(frame) if measured is None else measured
+    if not sampled:
+        return rows
+    return max(1, min(rows, budget * sampled // max(size, 1)))
 
 
 _TEXT_TYPES = (
