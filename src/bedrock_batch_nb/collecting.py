@@ -324,14 +324,15 @@ class SpilledVectors:
             values = values.combine_chunks()
         positions = np.asarray(positions, dtype=np.int64)
         lengths = pc.fill_null(pc.list_value_length(values), -1).to_numpy()
-        if values.null_count or pc.list_flatten(values).null_count or len(set(lengths)) > 1:
+        flat = pc.list_flatten(values)
+        if values.null_count or flat.null_count or len(set(lengths)) > 1:
             for pos, vector in zip(positions.tolist(), _python_values(values), strict=True):
                 self[pos] = vector  # (unusual: a null, or answers of several lengths)
             return
         if not len(positions):
             return
-        flat = pc.list_flatten(values).to_numpy(zero_copy_only=False)
-        self._write(positions, np.asarray(flat, dtype=np.float64).reshape(len(positions), -1))
+        numbers = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float64)
+        self._write(positions, numbers.reshape(len(positions), -1))
 
     def _write(self, positions: npt.NDArray[np.int64], rows: npt.NDArray[np.float64]) -> None:
         with self._lock:
