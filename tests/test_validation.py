@@ -137,13 +137,21 @@ def test_conflicting_or_out_of_range_options(options: dict[str, object], fragmen
 
 
 def test_results_are_one_dataframe_up_to_a_size_that_depends_on_the_model_kind() -> None:
-    """Unset, max_frame_rows is 1,000,000 rows of text, and for embeddings 1 GiB of
-    float64 numbers (131,072 rows of 1,024; 524,288 of 256); set, it is what it says."""
+    """Unset, max_frame_rows is 1,000,000 rows of text (fewer when their prompts hold over
+    2^30 characters), and for embeddings 1 GiB of float64 numbers (131,072 rows of 1,024;
+    524,288 of 256); set, it is what it says."""
     assert RunConfig(model_id=CLAUDE).frame_rows(embedding=False) == 1_000_000
     assert RunConfig(model_id=TITAN).frame_rows(embedding=True) == 131_072
     assert RunConfig(model_id=TITAN, dimensions=256).frame_rows(embedding=True) == 524_288
     assert RunConfig(model_id=TITAN, max_frame_rows=5).frame_rows(embedding=True) == 5
     assert RunConfig(model_id=CLAUDE, max_frame_rows=0).frame_rows(embedding=False) == 0
+    # texts: fewer rows when their prompts hold over FRAME_TEXT_CHARS (1 GiB) characters
+    text = RunConfig(model_id=CLAUDE)
+    assert text.frame_rows(False, rows=2_000_000, prompt_chars=4 << 30) == 500_000
+    assert text.frame_rows(False, rows=800_000, prompt_chars=1 << 30) == 1_000_000
+    assert text.frame_rows(False, rows=3, prompt_chars=30 << 30) == 1  # never 0
+    chosen = RunConfig(model_id=CLAUDE, max_frame_rows=7)
+    assert chosen.frame_rows(False, rows=10, prompt_chars=1 << 40) == 7
 
 
 def test_unknown_option_is_a_clear_error() -> None:

@@ -21,7 +21,11 @@ MIN_RECORDS_PER_JOB = 100
 MAX_RECORDS_PER_JOB_LIMIT = 50_000
 MAX_INPUT_FILE_BYTES = 1_000_000_000
 FRAME_ROWS = 1_000_000
-"""Text models' rows up to which ``wait()`` returns one DataFrame (``max_frame_rows``)."""
+"""Text models' rows up to which ``wait()`` returns one DataFrame (``max_frame_rows``)..."""
+FRAME_TEXT_CHARS = 1 << 30
+"""... and the characters of their prompts up to which it does: 1,000,000 prompts of 1,000
+characters make about 1 GB of text, of 20,000 (long documents) 20 GB, and the DataFrame
+holds the rows the prompts were made of and the answers besides."""
 FRAME_VECTOR_BYTES = 1 << 30
 """Embedding models' numbers up to which ``wait()`` returns one DataFrame: a 1,024-number
 embedding takes 8 KiB as float64, where an answer of text takes about 1 KB, so 1,000,000
@@ -74,9 +78,10 @@ class RunConfig:
     max_records_total: int | None = None
     max_frame_rows: int | None = None
     """Above this many rows, results stream to a Parquet file and ``wait()`` returns a
-    ``pyarrow.dataset.Dataset`` over it instead of one DataFrame.  None: 1,000,000 rows
-    for text models; for embedding models, as many rows as ``FRAME_VECTOR_BYTES`` of
-    numbers hold (131,072 rows at 1,024 dimensions): see :meth:`frame_rows`."""
+    ``pyarrow.dataset.Dataset`` over it instead of one DataFrame.  None: for text models
+    1,000,000 rows, fewer when their prompts hold over ``FRAME_TEXT_CHARS`` characters
+    (about 1 GB); for embedding models, as many rows as ``FRAME_VECTOR_BYTES`` of numbers
+    hold (131,072 rows at 1,024 dimensions): see :meth:`frame_rows`."""
     bucket: str | None = None
     role_arn: str | None = None
     s3_prefix: str = "bedrock-batch"
@@ -89,12 +94,17 @@ class RunConfig:
     s3_bucket_owner: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
 
-    def frame_rows(self, embedding: bool) -> int:
-        """Up to how many rows ``wait()`` returns one DataFrame (``max_frame_rows``)."""
+    def frame_rows(self, embedding: bool, *, rows: int = 0, prompt_chars: int = 0) -> int:
+        """Up to how many rows ``wait()`` returns one DataFrame (``max_frame_rows``): unset,
+        for a text run of ``rows`` rows whose prompts hold ``prompt_chars`` characters in
+        all, as many rows as ``FRAME_TEXT_CHARS`` of such prompts hold, ``FRAME_ROWS`` at
+        most."""
         if self.max_frame_rows is not None:
             return self.max_frame_rows
         if embedding:  # 8 bytes a number, as float64
             return max(1, FRAME_VECTOR_BYTES // (8 * max(self.dimensions, 1)))
+        if rows and prompt_chars > FRAME_TEXT_CHARS:
+            return max(1, min(FRAME_ROWS, rows * FRAME_TEXT_CHARS // prompt_chars))
         return FRAME_ROWS
 
     def with_options(self, **changes: Any) -> RunConfig:

@@ -951,7 +951,7 @@ class BatchRun:
             ) from exc
         self._upload_results_file(clients.s3, str(path), self.layout.results_uri)
         return pa_dataset.dataset(str(path), format="parquet"), (
-            f"{self.num_rows:,} rows (over max_frame_rows, {self._frame_rows:,} here): results "
+            f"{self.num_rows:,} rows (over max_frame_rows, {self._frame_rows_why}): results "
             f"written to {self.layout.results_uri} and {path}; wait() returns a pyarrow dataset "
             "over them "
             "(run.iter_batches() reads them a batch at a time)."
@@ -963,9 +963,24 @@ class BatchRun:
         upload(s3, path, bucket, key, ContentType=PARQUET_CONTENT_TYPE, **self._put)
 
     @property
+    def _frame_rows_why(self) -> str:
+        """``max_frame_rows`` as the run's note gives it."""
+        rows, prepared = self._frame_rows, self._prepared
+        if prepared is None or rows >= self.config.frame_rows(self.adapter.kind == "embedding"):
+            return f"{rows:,} here"
+        mean = prepared.chars // max(prepared.records, 1)
+        return f"{rows:,} here, for prompts of {mean:,} characters on average"
+
+    @property
     def _frame_rows(self) -> int:
-        """Up to how many rows the results are one DataFrame (``RunConfig.frame_rows``)."""
-        return self.config.frame_rows(self.adapter.kind == "embedding")
+        """Up to how many rows the results are one DataFrame (``RunConfig.frame_rows``, by
+        the prompts' length once the rows are checked)."""
+        prepared = self._prepared
+        return self.config.frame_rows(
+            self.adapter.kind == "embedding",
+            rows=0 if prepared is None else prepared.records,
+            prompt_chars=0 if prepared is None else prepared.chars,
+        )
 
     @property
     def local_results_path(self) -> Path:

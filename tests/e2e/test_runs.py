@@ -630,6 +630,38 @@ def test_an_embedding_run_streams_its_results_by_the_size_of_its_vectors(
     assert groups == 1  # 250 rows of 256 numbers: one row group (up to 8,192 rows)
 
 
+def test_a_text_run_with_long_prompts_streams_its_results(
+    aws: LocalBedrock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With max_frame_rows left unset, a text run returns one DataFrame only while its
+    prompts hold up to FRAME_TEXT_CHARS characters (about 1 GB; 20,000-character documents
+    would make 1,000,000 rows 20 GB): above it, as many rows as that holds."""
+    import pyarrow.dataset as pa_dataset
+
+    from bedrock_batch_nb import config
+
+    monkeypatch.setenv("BEDROCK_BATCH_CACHE_DIR", str(tmp_path / "cache"))
+    df = topics(250)
+    template = "Joke about {topic}"
+    chars = sum(len(template.format(topic=t)) for t in df["topic"])
+    monkeypatch.setattr(config, "FRAME_TEXT_CHARS", chars // 2)  # half the run's prompts
+    run = BatchRun(df, CLAUDE, template, max_record_retries=0, **FAST)
+    notes: list[str | None] = []
+    run.add_listener(lambda status: notes.append(status.note))
+    result = run.wait(timeout=60)
+    assert isinstance(result, pa_dataset.Dataset) and result.count_rows() == 250
+    limit = 250 * (chars // 2) // chars
+    mean = chars // 250
+    said = f"over max_frame_rows, {limit:,} here, for prompts of {mean:,} characters on average"
+    assert any(said in (note or "") for note in notes)
+    answers_match_prompts(result.to_table().to_pandas(), df, template)
+
+    fewer = BatchRun(df.iloc[:100], CLAUDE, template, max_record_retries=0, **FAST)
+    assert isinstance(fewer.wait(timeout=60), pd.DataFrame)  # their prompts fit
+    chosen = BatchRun(df, CLAUDE, template, max_frame_rows=1000, max_record_retries=0, **FAST)
+    assert isinstance(chosen.wait(timeout=60), pd.DataFrame)  # a value given is used as is
+
+
 def test_staging_holds_input_files_up_to_stage_bytes(
     aws: LocalBedrock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
