@@ -247,6 +247,36 @@ def test_parquet_reads_in_any_order_and_by_position(
     assert list(picked.index) == ["id899", "id3", "id450", "id4", "id3"]
 
 
+def test_wide_rows_are_decoded_ahead_in_fewer_rows_a_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read-ahead decodes BATCH_ROWS rows a batch, fewer when that many rows would hold
+    over READ_AHEAD_BYTES (long documents), and reads give the same rows either way."""
+    texts = [f"doc {i} " + "x" * 5_000 for i in range(600)]
+    path = tmp_path / "wide.parquet"
+    pd.DataFrame({"doc": texts, "n": range(600)}).to_parquet(path, row_group_size=256)
+    sizes: list[int] = []
+    iter_batches = pq.ParquetFile.iter_batches
+
+    def recorded(self: pq.ParquetFile, *args: object, **kwargs: object) -> object:
+        sizes.append(int(kwargs["batch_size"]))  # type: ignore[call-overload]
+        return iter_batches(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", recorded)
+    monkeypatch.setattr(sources, "READ_AHEAD_BYTES", 100_000)  # about 20 of these rows
+    wide = open_source(path)
+    got = pd.concat([wide.read(start, start + 250) for start in range(0, 600, 250)])
+    assert list(got["doc"]) == texts and list(got["n"]) == list(range(600))
+    assert sizes and {*sizes} == {sizes[0]} and 15 <= sizes[0] <= 20
+
+    narrow = tmp_path / "narrow.parquet"  # 10,000 rows of these hold about 120 KB
+    pd.DataFrame({"doc": [f"doc {i}" for i in range(600)]}).to_parquet(narrow)
+    monkeypatch.setattr(sources, "READ_AHEAD_BYTES", 1_000_000)
+    sizes.clear()
+    assert list(open_source(narrow).read(0, 600)["doc"]) == [f"doc {i}" for i in range(600)]
+    assert {*sizes} == {sources.BATCH_ROWS}  # short rows: BATCH_ROWS a batch
+
+
 def convert_in_small_blocks(
     monkeypatch: pytest.MonkeyPatch, block: int = 4096, sample: int = 8192
 ) -> None:

@@ -55,6 +55,10 @@ FORMATS = {
 BATCH_ROWS = 10_000
 """Rows per record batch when a source is read in full (and per batch the Parquet reader
 decodes): a few MiB of text at a time."""
+READ_AHEAD_BYTES = 16 * 2**20
+"""A Parquet batch decoded ahead holds about this many bytes at most: ``BATCH_ROWS`` rows,
+fewer when the rows are wide (10,000 rows of 10,000-character documents are 100 MB, and
+the read-ahead holds four batches)."""
 STREAM_MIN_BYTES = 64 * 2**20
 """CSV and JSONL files at least this big are converted to Parquet a block at a time."""
 STREAM_BLOCK_BYTES = 2**20
@@ -311,6 +315,7 @@ class ParquetSource(RowSource):
         self._group_starts = np.cumsum(
             [0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
         )
+        self._batch_rows = _rows_within(meta, READ_AHEAD_BYTES)
         self._index: pd.Index = pd.RangeIndex(self.num_rows)
         if stored:  # a DataFrame's own index, saved with it (e.g. a resumed run's rows)
             labels = pq.read_table(path, columns=stored).to_pandas().index
@@ -347,7 +352,9 @@ class ParquetSource(RowSource):
         groups = list(range(group, self._file.metadata.num_row_groups))
         if isinstance(self._stream, _ReadAhead):
             self._stream.close()
-        self._stream = _ReadAhead(functools.partial(_open_parquet, self.path), groups, names)
+        self._stream = _ReadAhead(
+            functools.partial(_open_parquet, self.path), groups, names, self._batch_rows
+        )
         self._stream_key = tuple(names)
         self._pos = int(self._group_starts[group])
         self._pending = None
@@ -415,6 +422,16 @@ class ParquetSource(RowSource):
                 yield path
 
 
+def _rows_within(meta: pq.FileMetaData, budget: int) -> int:
+    """``BATCH_ROWS``, or fewer so that that many of the file's rows, decoded, hold about
+    ``budget`` bytes (the footer's uncompressed sizes, every column counted)."""
+    size = sum(int(meta.row_group(g).total_byte_size) for g in range(meta.num_row_groups))
+    rows = int(meta.num_rows)
+    if rows <= 0 or size <= 0:
+        return BATCH_ROWS
+    return max(1, min(BATCH_ROWS, budget * rows // size))
+
+
 _END = object()
 """Put by a read-ahead worker after the last batch of a row group."""
 
@@ -434,6 +451,7 @@ class _ReadAhead(Iterator[pa.RecordBatch]):
         open_file: Callable[[], pq.ParquetFile],
         groups: list[int],
         names: list[str],
+        batch_rows: int = BATCH_ROWS,
         *,
         workers: int = 2,
         depth: int = 2,
@@ -446,7 +464,7 @@ class _ReadAhead(Iterator[pa.RecordBatch]):
         for w in range(self._workers):
             threading.Thread(
                 target=self._fill,
-                args=(w, open_file, groups[w :: self._workers], names),
+                args=(w, open_file, groups[w :: self._workers], names, batch_rows),
                 name=f"parquet-read-ahead-{w}",
                 daemon=True,
             ).start()
@@ -466,12 +484,13 @@ class _ReadAhead(Iterator[pa.RecordBatch]):
         open_file: Callable[[], pq.ParquetFile],
         groups: list[int],
         names: list[str],
+        batch_rows: int,
     ) -> None:
         try:
             reader = open_file()
             for group in groups:
                 for batch in reader.iter_batches(
-                    batch_size=BATCH_ROWS,
+                    batch_size=batch_rows,
                     row_groups=[group],
                     columns=names,
                     use_threads=len(names) > 1,
