@@ -56,7 +56,7 @@ from .errors import BatchInputError, BatchRunError
 from .models import InferenceParams, ModelAdapter, ModelOutput, resolve_adapter
 from .orchestrator import PENDING, JobState, Orchestrator, RunStatus, SubmitSpec, crash_point
 from .prompts import PromptTemplate, Rows, column_of, get_prompt, text_array, text_lengths
-from .sources import BATCH_ROWS, RowSource, open_source, parse_s3_uri
+from .sources import RowSource, open_source, parse_s3_uri
 from .staging import RecordBuilder, RunLayout, TextParts, put_jsonl, put_options
 from .validation import LengthChecks, ValueChecks, check_columns, check_index, check_rows
 
@@ -457,12 +457,13 @@ class BatchRun:
 
     def record_body(self, positions: range | list[int]) -> bytes:
         """The JSONL input file of the rows at ``positions`` (what a job is staged with),
-        built ``BATCH_ROWS`` rows at a time: a 50,000-record job holds its file and one
+        built ``source.batch_rows`` rows at a time: a 50,000-record job holds its file and one
         batch's rows and prompts, not all of its rows and prompts at once."""
         builder = self._builder()
         parts: list[bytes | bytearray] = []
-        for i in range(0, len(positions), BATCH_ROWS):
-            part = positions[i : i + BATCH_ROWS]
+        step = self.source.batch_rows
+        for i in range(0, len(positions), step):
+            part = positions[i : i + step]
             parts += builder.body_parts(self._texts_at(part), part)
         return b"".join(parts)
 
@@ -1001,7 +1002,7 @@ class BatchRun:
         written: concurrent.futures.Future[None] | None = None
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="write-results")
         try:
-            step = results.batch_rows(PARQUET_BATCH_ROWS)
+            step = results.batch_rows(min(PARQUET_BATCH_ROWS, self.source.batch_rows))
             for start in range(0, total, step):
                 stop = min(start + step, total)
                 raw = self.source.read_raw(start, stop)  # (read once, whichever path joins)

@@ -105,6 +105,12 @@ class RowSource:
     num_rows: int
 
     @property
+    def batch_rows(self) -> int:
+        """Rows a run reads, builds and joins at a time: ``BATCH_ROWS``, fewer for a file of
+        wide rows (:class:`ParquetSource`)."""
+        return BATCH_ROWS
+
+    @property
     def index(self) -> pd.Index:
         index: pd.Index = pd.RangeIndex(self.num_rows)
         return index
@@ -329,6 +335,10 @@ class ParquetSource(RowSource):
     @property
     def index(self) -> pd.Index:
         return self._index
+
+    @property
+    def batch_rows(self) -> int:
+        return self._batch_rows
 
     def __del__(self) -> None:  # the read-ahead threads hold no reference to the source
         if hasattr(self, "_lock"):  # (not when the file could not be opened)
@@ -876,6 +886,11 @@ class DeferredSource(RowSource):
         self._declared_columns = columns
         self._whole_source: RowSource | None = None
         self._lock = threading.Lock()
+
+    @property
+    def batch_rows(self) -> int:  # (the rows, once read whole)
+        whole = self._whole_source
+        return BATCH_ROWS if whole is None else whole.batch_rows
 
     def _whole(self) -> RowSource:
         with self._lock:

@@ -21,6 +21,7 @@ import pytest
 from bedrock_batch_nb import BatchInputError, BatchRun, BatchRunError, run_batch
 from bedrock_batch_nb.local import LocalBedrock
 from bedrock_batch_nb.orchestrator import JobState
+from bedrock_batch_nb.staging import RecordBuilder
 
 pytestmark = pytest.mark.e2e
 
@@ -660,6 +661,45 @@ def test_a_text_run_with_long_prompts_streams_its_results(
     assert isinstance(fewer.wait(timeout=60), pd.DataFrame)  # their prompts fit
     chosen = BatchRun(df, CLAUDE, template, max_frame_rows=1000, max_record_retries=0, **FAST)
     assert isinstance(chosen.wait(timeout=60), pd.DataFrame)  # a value given is used as is
+
+
+def test_a_file_of_wide_rows_is_staged_and_joined_in_fewer_rows_at_a_time(
+    aws: LocalBedrock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where 10,000 of a Parquet file's rows would decode to over READ_AHEAD_BYTES (long
+    documents), a run builds its jobs' files and joins its results in batches of fewer
+    rows (the results' row groups show it), with the same lines and answers."""
+    from bedrock_batch_nb import sources
+
+    monkeypatch.setenv("BEDROCK_BATCH_CACHE_DIR", str(tmp_path / "cache"))
+    df = topics(250)
+    df["doc"] = [f"{topic}: " + "lorem ipsum " * 200 for topic in df["topic"]]  # 2.4 KB
+    path = tmp_path / "docs.parquet"
+    df.to_parquet(path, row_group_size=100)
+    monkeypatch.setattr(sources, "READ_AHEAD_BYTES", 100_000)  # about 40 of these rows
+    built: list[int] = []
+    body_parts = RecordBuilder.body_parts
+
+    def counted(self: RecordBuilder, texts: Any, positions: Any) -> Any:
+        built.append(len(texts))
+        return body_parts(self, texts, positions)
+
+    monkeypatch.setattr(RecordBuilder, "body_parts", counted)
+    template = "Summarize {doc}"
+    run = BatchRun(str(path), CLAUDE, template, max_frame_rows=100, max_record_retries=0, **FAST)
+    run.validate()  # (its size estimate builds a sample of lines)
+    built.clear()
+    run.start().wait(timeout=60)
+    step = run.source.batch_rows
+    assert 30 <= step <= 45 and sum(built) == 250 and max(built) <= step
+    groups = pq.ParquetFile(run.local_results_path).metadata
+    assert max(groups.row_group(g).num_rows for g in range(groups.num_row_groups)) <= step
+    out = pd.read_parquet(run.local_results_path)
+    assert out.index.equals(df.index)
+    pd.testing.assert_frame_equal(out[df.columns.tolist()], df)
+    assert out["error"].isna().all()
+    for doc, response in zip(df["doc"], out["response"], strict=True):
+        assert template.format(doc=doc)[:40] in response  # (the emulator echoes the prompt)
 
 
 def test_staging_holds_input_files_up_to_stage_bytes(
