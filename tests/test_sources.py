@@ -268,6 +268,10 @@ def test_wide_rows_are_decoded_ahead_in_fewer_rows_a_batch(
     got = pd.concat([wide.read(start, start + 250) for start in range(0, 600, 250)])
     assert list(got["doc"]) == texts and list(got["n"]) == list(range(600))
     assert sizes and {*sizes} == {sizes[0]} and 15 <= sizes[0] <= 20
+    assert wide.batch_rows == sizes[0]  # and a run's passes over the rows go as far at a time
+    lengths = [len(batch) for batch in wide.batches(["n"])]
+    assert max(lengths) == sizes[0] and sum(lengths) == 600
+    assert [start for start, _ in wide.raw_batches(["n"])][:2] == [0, sizes[0]]
 
     narrow = tmp_path / "narrow.parquet"  # 10,000 rows of these hold about 120 KB
     pd.DataFrame({"doc": [f"doc {i}" for i in range(600)]}).to_parquet(narrow)

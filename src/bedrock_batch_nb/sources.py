@@ -116,11 +116,13 @@ class RowSource:
         return index
 
     def batches(
-        self, columns: Sequence[str] | None = None, batch_rows: int = BATCH_ROWS
+        self, columns: Sequence[str] | None = None, batch_rows: int | None = None
     ) -> Iterator[pd.DataFrame]:
-        """Every row, in order, ``batch_rows`` at a time."""
-        for start in range(0, self.num_rows, batch_rows):
-            yield self.read(start, min(start + batch_rows, self.num_rows), columns)
+        """Every row, in order, ``batch_rows`` at a time (None: :attr:`batch_rows`)."""
+        total = self.num_rows
+        step = batch_rows or self.batch_rows
+        for start in range(0, total, step):
+            yield self.read(start, min(start + step, total), columns)
 
     def read(self, start: int, stop: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Rows ``start`` to ``stop`` (positions)."""
@@ -141,11 +143,14 @@ class RowSource:
         return _to_pandas(rows, self.index[start : start + rows.num_rows])
 
     def raw_batches(
-        self, columns: Sequence[str] | None = None, batch_rows: int = BATCH_ROWS
+        self, columns: Sequence[str] | None = None, batch_rows: int | None = None
     ) -> Iterator[tuple[int, pd.DataFrame | pa.Table]]:
-        """Every row, in order, as ``(first position, rows)`` from :meth:`read_raw`."""
-        for start in range(0, self.num_rows, batch_rows):
-            yield start, self.read_raw(start, min(start + batch_rows, self.num_rows), columns)
+        """Every row, in order, as ``(first position, rows)`` from :meth:`read_raw`,
+        ``batch_rows`` at a time (None: :attr:`batch_rows`)."""
+        total = self.num_rows
+        step = batch_rows or self.batch_rows
+        for start in range(0, total, step):
+            yield start, self.read_raw(start, min(start + step, total), columns)
 
     def take(self, positions: Sequence[int], columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The rows at ``positions`` (in that order)."""
