@@ -326,7 +326,7 @@ class ParquetSource(RowSource):
         self._group_starts = np.cumsum(
             [0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
         )
-        self._batch_rows = _rows_within(meta, READ_AHEAD_BYTES)
+        self._batch_rows = _batch_rows_of(meta, READ_AHEAD_BYTES)
         self._index: pd.Index = pd.RangeIndex(self.num_rows)
         if stored:  # a DataFrame's own index, saved with it (e.g. a resumed run's rows)
             labels = pq.read_table(path, columns=stored).to_pandas().index
@@ -437,7 +437,7 @@ class ParquetSource(RowSource):
                 yield path
 
 
-def _rows_within(meta: pq.FileMetaData, budget: int) -> int:
+def _batch_rows_of(meta: pq.FileMetaData, budget: int) -> int:
     """``BATCH_ROWS``, or fewer so that that many of the file's rows, decoded, hold about
     ``budget`` bytes (the footer's uncompressed sizes, every column counted)."""
     size = sum(int(meta.row_group(g).total_byte_size) for g in range(meta.num_row_groups))
@@ -466,7 +466,7 @@ class _ReadAhead(Iterator[pa.RecordBatch]):
         open_file: Callable[[], pq.ParquetFile],
         groups: list[int],
         names: list[str],
-        batch_rows: int = BATCH_ROWS,
+        batch_rows: int,
         *,
         workers: int = 2,
         depth: int = 2,
