@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +135,73 @@ def test_the_clients_of_later_runs_parse_no_botocore_data_again(
     assert loaded == []
     assert clients.s3.meta.service_model.service_name == "s3"
     assert clients.bedrock.meta.service_model.service_name == "bedrock"
+
+
+def pieces_of(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def test_pieces_up_to_the_single_put_size_are_one_put_carrying_their_crc32(
+    aws: LocalBedrock,
+) -> None:
+    data = os.urandom(300_000)
+    s3, sent = recording_client(aws)
+    size = aws_module.upload_pieces(
+        s3, iter(pieces_of(data, 7_000)), aws.bucket, "k", ContentType="application/jsonl"
+    )
+    assert size == len(data)
+    assert [op for op, _ in sent] == ["PutObject"]
+    expected = Crc32Checksum()
+    expected.update(data)
+    assert sent[0][1]["x-amz-checksum-crc32"] == expected.b64digest().encode()
+    got = s3.get_object(Bucket=aws.bucket, Key="k")
+    assert got["Body"].read() == data
+    assert got["ContentType"] == "application/jsonl"
+
+
+def test_pieces_over_the_single_put_size_are_sent_in_parts_as_they_come(
+    aws: LocalBedrock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is never gathered whole: the pieces after the first part's bytes are not
+    even made until that part has been sent."""
+    monkeypatch.setattr(aws_module, "SINGLE_PUT_BYTES", 1 << 20)
+    data = os.urandom(20 << 20)
+    s3, sent = recording_client(aws)
+    first_part_sent = threading.Event()
+    s3.meta.events.register("before-send.s3.UploadPart", lambda **_: first_part_sent.set())
+
+    def pieces() -> Iterator[bytes]:
+        for i, piece in enumerate(pieces_of(data, 1 << 20)):
+            if i == 10:  # past s3transfer's first 8 MiB part
+                assert first_part_sent.wait(30), "no part sent before the file was made"
+            yield piece
+
+    size = aws_module.upload_pieces(s3, pieces(), aws.bucket, "big", ContentType="text/x")
+    assert size == len(data)
+    operations = [op for op, _ in sent]
+    assert operations[0] == "CreateMultipartUpload"
+    assert operations.count("UploadPart") == 3  # 8 + 8 + 4 MiB
+    assert operations[-1] == "CompleteMultipartUpload"
+    for op, headers in sent:
+        if op == "UploadPart":
+            assert "x-amz-checksum-crc32" in headers
+    got = s3.get_object(Bucket=aws.bucket, Key="big")
+    assert got["Body"].read() == data
+    assert got["ContentType"] == "text/x"
+
+
+def test_a_failure_while_the_pieces_are_made_aborts_their_upload(
+    aws: LocalBedrock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(aws_module, "SINGLE_PUT_BYTES", 1 << 20)
+    s3, _ = recording_client(aws)
+
+    def pieces() -> Iterator[bytes]:
+        for _ in range(12):
+            yield os.urandom(1 << 20)
+        raise ValueError("the rows could not be read")
+
+    with pytest.raises(ValueError, match="could not be read"):
+        aws_module.upload_pieces(s3, pieces(), aws.bucket, "broken")
+    assert "Contents" not in s3.list_objects_v2(Bucket=aws.bucket, Prefix="broken")
+    assert "Uploads" not in s3.list_multipart_uploads(Bucket=aws.bucket)

@@ -15,6 +15,8 @@ import io
 import os
 import threading
 import zlib
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -159,6 +161,84 @@ def upload(
         crc = zlib.crc32(chunk, crc)
     body.seek(start)
     s3.put_object(Bucket=bucket, Key=key, Body=body, ChecksumCRC32=crc32_base64(crc), **extra)
+
+
+def upload_pieces(
+    s3: Any, pieces: Iterable[bytes | bytearray], bucket: str, key: str, **extra: Any
+) -> int:
+    """Upload the bytes of ``pieces``, one after the other, as one object, and return its
+    size.  Up to ``SINGLE_PUT_BYTES`` they are joined and sent as :func:`upload` sends
+    bytes; past that, the rest is read from ``pieces`` only as s3transfer's multipart
+    upload sends its parts, so a file of any size holds that much and s3transfer's parts
+    in flight, not the whole file.  An exception raised by ``pieces`` aborts the upload."""
+    source = iter(pieces)
+    head, more = gather_pieces(source)
+    if not more:
+        body = b"".join(head)
+        upload(s3, body, bucket, key, **extra)
+        return len(body)
+    stream = PieceReader(drained(head, source))
+    s3.upload_fileobj(stream, bucket, key, ExtraArgs=extra or None)
+    return stream.size
+
+
+def gather_pieces(
+    pieces: Iterator[bytes | bytearray], limit: int | None = None
+) -> tuple[deque[bytes | bytearray], bool]:
+    """Pieces taken from ``pieces`` until they hold more than ``limit`` bytes (by default
+    ``SINGLE_PUT_BYTES``), and whether they did (False: ``pieces`` ended first, and these
+    are all of them)."""
+    limit = SINGLE_PUT_BYTES if limit is None else limit
+    head: deque[bytes | bytearray] = deque()
+    size = 0
+    for piece in pieces:
+        head.append(piece)
+        size += len(piece)
+        if size > limit:
+            return head, True
+    return head, False
+
+
+def drained(
+    head: deque[bytes | bytearray], rest: Iterator[bytes | bytearray]
+) -> Iterator[bytes | bytearray]:
+    """``head``'s pieces, each let go of once taken, then ``rest``'s."""
+    while head:
+        yield head.popleft()
+    yield from rest
+
+
+class PieceReader:
+    """A read-only, non-seekable binary file over pieces of bytes: ``read(n)`` returns
+    ``n`` bytes until the last read (s3transfer sends each read as a part, and S3 refuses
+    parts under 5 MiB but the last)."""
+
+    def __init__(self, pieces: Iterator[bytes | bytearray]) -> None:
+        self._pieces = pieces
+        self._rest = memoryview(b"")
+        self.size = 0
+        """Bytes read so far."""
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def read(self, amount: int = -1) -> bytes:
+        out = bytearray()
+        while amount < 0 or len(out) < amount:
+            if not self._rest:
+                piece = next(self._pieces, None)
+                if piece is None:
+                    break
+                self._rest = memoryview(piece)
+                continue
+            take = self._rest if amount < 0 else self._rest[: amount - len(out)]
+            out += take
+            self._rest = self._rest[len(take) :]
+        self.size += len(out)
+        return bytes(out)
 
 
 def crc32_base64(crc: int) -> str:

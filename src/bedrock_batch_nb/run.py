@@ -22,7 +22,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Generator, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,11 +34,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pa_dataset
 import pyarrow.parquet as pq
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from pyarrow import ArrowException as ArrowError
 
 from . import journal
-from .aws import PARQUET_CONTENT_TYPE, Clients, describe_error, upload
+from .aws import (
+    PARQUET_CONTENT_TYPE,
+    Clients,
+    describe_error,
+    drained,
+    gather_pieces,
+    upload,
+)
 from .chunking import Chunk, plan_chunks
 from .collecting import (
     PARQUET_BATCH_ROWS,
@@ -206,6 +213,7 @@ class BatchRun:
         self._journal_task: asyncio.Future[None] | None = None
         self._journal_dirty = False
         self._journal_phase = "staging"
+        self._journal_saved = False
 
     @classmethod
     def resume(
@@ -237,6 +245,7 @@ class BatchRun:
         run._clients = clients
         run._jobs = [journal.job_from_dict(d) for d in state["jobs"]]
         run._resumed = True
+        run._journal_saved = True  # (it was just read)
         run._created_at = state.get("created_at", run._created_at)
         run._status = RunStatus(run_id, "created", int(state.get("records", 0)))
         return run
@@ -456,16 +465,18 @@ class BatchRun:
         return RecordBuilder(self.adapter, system=self.system_prompt, params=self.params)
 
     def record_body(self, positions: range | list[int]) -> bytes:
-        """The JSONL input file of the rows at ``positions`` (what a job is staged with),
-        built ``source.batch_rows`` rows at a time: a 50,000-record job holds its file and one
-        batch's rows and prompts, not all of its rows and prompts at once."""
+        """The JSONL input file of the rows at ``positions`` (what a job is staged with)."""
+        return b"".join(self.record_pieces(positions))
+
+    def record_pieces(self, positions: range | list[int]) -> Iterator[bytes | bytearray]:
+        """:meth:`record_body` in consecutive pieces, built ``source.batch_rows`` rows at a
+        time as they are taken: a job's file is built holding one batch's rows and prompts,
+        not all of its rows and prompts at once."""
         builder = self._builder()
-        parts: list[bytes | bytearray] = []
         step = self.source.batch_rows
         for i in range(0, len(positions), step):
             part = positions[i : i + step]
-            parts += builder.body_parts(self._texts_at(part), part)
-        return b"".join(parts)
+            yield from builder.body_parts(self._texts_at(part), part)
 
     def _texts_at(self, positions: range | list[int]) -> pa.Array | TextParts:
         """The texts of the rows at ``positions`` as staging builds records from them: a
@@ -598,7 +609,8 @@ class BatchRun:
                     )
                     for chunk in prepared.chunks
                 ]
-            frame = asyncio.run(self._main(clients, spec, prepared))
+            with self._step(None):
+                frame = asyncio.run(self._main(clients, spec, prepared))
         except BaseException as exc:
             self._let_go_of_rows()
             self.error = exc
@@ -610,6 +622,25 @@ class BatchRun:
             self.result = frame
             self._call_done_callbacks()
             self._future.set_result(frame)
+
+    @contextlib.contextmanager
+    def _step(self, step: str | None) -> Iterator[None]:
+        """Turn an error that AWS (past botocore's retries) or the local disk raises in
+        ``step`` (None: the run's phase) into a :class:`BatchRunError` that names the step,
+        the cause and what becomes of the run's jobs, the error kept as its cause."""
+        try:
+            yield
+        except (ClientError, BotoCoreError, OSError) as exc:
+            cause = f"The run stopped while {step or self._status.phase}: {describe_error(exc)}."
+            if self._journal_saved or any(j.arn for j in self._jobs):
+                raise BatchRunError(
+                    f"{cause} Jobs already submitted go on running on Bedrock. Once the "
+                    f"cause is fixed, BatchRun.resume({self.run_id!r}) takes the run up "
+                    "where it stopped (no job is submitted twice)."
+                ) from exc
+            raise BatchRunError(
+                f"{cause} Nothing was submitted: start the run again once the cause is fixed."
+            ) from exc
 
     def add_done_callback(self, fn: Callable[[BatchRun], None]) -> None:
         """Call ``fn(run)`` once the run has ended (``run.result`` or ``run.error`` set),
@@ -697,7 +728,8 @@ class BatchRun:
         for job in self._jobs:
             if job.status == PENDING:
                 results.mark_unanswered(job.rows(), "Not submitted: the run was stopped.")
-        frame, note = await asyncio.to_thread(self._finish_results, clients, results)
+        with self._step(f"joining the results and writing them to {self.layout.results_uri}"):
+            frame, note = await asyncio.to_thread(self._finish_results, clients, results)
         if spill is not None:  # every answer is in the results file now
             results.close()
             with contextlib.suppress(OSError):
@@ -730,18 +762,22 @@ class BatchRun:
                 holding["files"] < STAGE_CONCURRENCY and holding["bytes"] < STAGE_BYTES
             )
 
+        async def landed(job: JobState) -> None:
+            crash_point("staging")
+            job.staged = True
+            if self._orchestrator is not None:
+                self._orchestrator.kick()
+
         async def upload(job: JobState, body: bytes) -> None:
             try:
-                await asyncio.to_thread(self._put_job, clients, job, body)
+                with self._step(f"staging job {job.name}'s input to {job.input_uri}"):
+                    await asyncio.to_thread(self._put_job, clients, job, body)
             finally:
                 async with held:
                     holding["files"] -= 1
                     holding["bytes"] -= len(body)
                     held.notify_all()
-            crash_point("staging")
-            job.staged = True
-            if self._orchestrator is not None:
-                self._orchestrator.kick()
+            await landed(job)
 
         uploads: list[asyncio.Future[None]] = []
         loop = asyncio.get_running_loop()
@@ -755,7 +791,11 @@ class BatchRun:
                     await held.wait_for(room)
                 if any(u.done() and u.exception() for u in uploads):
                     break
-                body = await loop.run_in_executor(builder, self._job_body, job)
+                with self._step(f"staging job {job.name}'s input to {job.input_uri}"):
+                    body = await loop.run_in_executor(builder, self._job_body, clients, job)
+                if body is None:  # sent as it was built
+                    await landed(job)
+                    continue
                 holding["files"] += 1
                 holding["bytes"] += len(body)
                 uploads.append(asyncio.ensure_future(upload(job, body)))
@@ -767,16 +807,34 @@ class BatchRun:
             crash_point(point)
         await self._save_journal(clients, "running")
 
-    def _job_body(self, job: JobState) -> bytes:
-        body = self.record_body(job.rows())
-        if len(body) > self.config.max_input_file_bytes:
-            raise BatchRunError(
-                f"Job {job.name}'s input is {len(body):,} bytes, over max_input_file_bytes="
-                f"{self.config.max_input_file_bytes:,}: lower max_records_per_job."
-            )
-        return body
+    def _job_body(self, clients: Clients, job: JobState) -> bytes | None:
+        """A job's input file, built whole up to ``aws.SINGLE_PUT_BYTES`` (to be uploaded
+        while the next is built); a larger one is uploaded as it is built, its parts sent
+        as they are made, and None returned once it is on S3."""
+        pieces = self._checked_size(job, self.record_pieces(job.rows()))
+        head, more = gather_pieces(pieces)
+        if more:
+            self._put_job(clients, job, drained(head, pieces))
+            return None
+        return b"".join(head)
 
-    def _put_job(self, clients: Clients, job: JobState, body: bytes) -> None:
+    def _checked_size(
+        self, job: JobState, pieces: Iterator[bytes | bytearray]
+    ) -> Iterator[bytes | bytearray]:
+        limit = self.config.max_input_file_bytes
+        size = 0
+        for piece in pieces:
+            size += len(piece)
+            if size > limit:
+                raise BatchRunError(
+                    f"Job {job.name}'s input is over max_input_file_bytes={limit:,} bytes"
+                    f" ({size:,} built so far): lower max_records_per_job."
+                )
+            yield piece
+
+    def _put_job(
+        self, clients: Clients, job: JobState, body: bytes | Iterable[bytes | bytearray]
+    ) -> None:
         bucket, key = job.input_uri[len("s3://") :].split("/", 1)
         put_jsonl(
             clients.s3,
@@ -818,10 +876,12 @@ class BatchRun:
         async def collect(job: JobState) -> None:
             if job.job_id is not None:
                 prefix = layout.job_output_key(job.job_id)
+                where = f"collecting job {job.name}'s output from s3://{layout.bucket}/{prefix}"
                 async with gate:
-                    stats = await asyncio.to_thread(
-                        collect_job, clients.s3, layout.bucket, prefix, results
-                    )
+                    with self._step(where):
+                        stats = await asyncio.to_thread(
+                            collect_job, clients.s3, layout.bucket, prefix, results
+                        )
                 job.unreadable_lines = stats.malformed
             ended = f"{job.status}: {job.message}" if job.message else job.status
             lost = f", {job.unreadable_lines} unreadable line(s)" if job.unreadable_lines else ""
@@ -923,6 +983,7 @@ class BatchRun:
             }
             try:
                 await asyncio.to_thread(journal.write, clients.s3, self.layout, state, **self._put)
+                self._journal_saved = True
             except Exception as exc:  # the run goes on; resume falls back to job names
                 self._publish(None, note=f"The run's journal was not saved: {describe_error(exc)}")
 

@@ -22,7 +22,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .aws import upload
+from .aws import upload, upload_pieces
 from .chunking import Chunk
 from .models import InferenceParams, ModelAdapter
 
@@ -293,17 +293,15 @@ def put_jsonl(
     s3: Any,
     bucket: str,
     key: str,
-    body: bytes,
+    body: bytes | Iterable[bytes | bytearray],
     *,
     kms_key_id: str | None = None,
     bucket_owner: str | None = None,
 ) -> None:
-    """Upload a JSONL file's bytes, with their CRC32 for S3 to check (:func:`aws.upload`)."""
-    upload(
-        s3,
-        body,
-        bucket,
-        key,
-        ContentType="application/jsonl",
-        **put_options(kms_key_id, bucket_owner),
-    )
+    """Upload a JSONL file's bytes, with their CRC32 for S3 to check (:func:`aws.upload`),
+    or its pieces as they come (:func:`aws.upload_pieces`)."""
+    extra = {"ContentType": "application/jsonl", **put_options(kms_key_id, bucket_owner)}
+    if isinstance(body, bytes):
+        upload(s3, body, bucket, key, **extra)
+    else:
+        upload_pieces(s3, body, bucket, key, **extra)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 from bedrock_batch_nb import BatchInputError, BatchRun, BatchRunError, list_runs
 from bedrock_batch_nb.journal import cache_dir
 from bedrock_batch_nb.local import LocalBedrock
+from bedrock_batch_nb.orchestrator import JobState
 
 pytestmark = pytest.mark.e2e
 
@@ -196,6 +198,38 @@ def test_a_bucket_that_does_not_exist_is_named_in_the_error(aws: LocalBedrock) -
         run.wait(timeout=60)
     assert run.status().phase == "failed"
     assert aws.stats.create_calls == 0
+
+
+def test_s3_failing_midway_stops_the_run_with_its_step_cause_and_resume(
+    aws: LocalBedrock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An AWS error that botocore's retries do not get past, in the middle of a run (here
+    S3 refusing the third job's input file: its bucket does not exist), is not raised raw
+    from wait(): the run's error names the step, the cause and how to go on, and keeps
+    the AWS error as its cause."""
+    from botocore.exceptions import ClientError
+
+    put_job = BatchRun._put_job
+
+    def put(self: BatchRun, clients: object, job: JobState, body: object) -> None:
+        if job.chunk.index == 3:
+            job = dataclasses.replace(job, input_uri="s3://no-such-bucket-here/part.jsonl")
+        put_job(self, clients, job, body)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(BatchRun, "_put_job", put)
+    aws.timings.records_per_second = 50  # no job ends before the run stops
+    run = BatchRun(topics(500), CLAUDE, TEMPLATE, max_records_per_job=100, **FAST)
+    with pytest.raises(BatchRunError) as raised:
+        run.wait(timeout=60)
+    third = run.status().jobs[2]
+    assert str(raised.value).startswith(
+        f"The run stopped while staging job {third.name}'s input to {third.input_uri}: "
+        "NoSuchBucket: The specified bucket does not exist. Jobs already submitted go on "
+        f"running on Bedrock. Once the cause is fixed, BatchRun.resume({run.run_id!r})"
+    )
+    assert isinstance(raised.value.__cause__, ClientError)
+    assert run.error is raised.value
+    assert run.status().phase == "failed"
 
 
 def test_throttling_and_quota_are_waited_out(aws: LocalBedrock) -> None:

@@ -9,6 +9,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bedrock_batch_nb import BatchInputError, BatchRun, BatchRunError, run_batch
+from bedrock_batch_nb import sources as sources_module
 from bedrock_batch_nb.local import LocalBedrock
 from bedrock_batch_nb.orchestrator import JobState
 from bedrock_batch_nb.staging import RecordBuilder
@@ -713,9 +715,9 @@ def test_staging_holds_input_files_up_to_stage_bytes(
     events: list[str] = []
     job_body, put_job = BatchRun._job_body, BatchRun._put_job
 
-    def build(self: BatchRun, job: JobState) -> bytes:
+    def build(self: BatchRun, clients: Any, job: JobState) -> bytes | None:
         events.append(f"build {job.name}")
-        return job_body(self, job)
+        return job_body(self, clients, job)
 
     def put(self: BatchRun, clients: Any, job: JobState, body: bytes) -> None:
         time.sleep(0.05)  # an upload that takes a while: the next build must wait for it
@@ -730,6 +732,77 @@ def test_staging_holds_input_files_up_to_stage_bytes(
     answers_match_prompts(out, df, "Joke about {topic}")
     names = [job.name for job in run.status().jobs]
     assert events == [e for name in names for e in (f"build {name}", f"put {name}")]
+
+
+def test_a_job_file_too_big_for_one_put_is_sent_as_it_is_built(
+    aws: LocalBedrock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job's file over aws.SINGLE_PUT_BYTES goes up in parts while it is built, not
+    built whole first: its first part is sent before its last rows are built, and the
+    job runs from the file that arrives, every row answered."""
+    from bedrock_batch_nb import aws as aws_module
+
+    monkeypatch.setattr(aws_module, "SINGLE_PUT_BYTES", 1 << 20)
+    part_sent = threading.Event()
+    create = aws_module.Clients.create
+
+    def clients(region: str | None = None) -> aws_module.Clients:
+        made = create(region)
+        made.s3.meta.events.register("before-send.s3.UploadPart", lambda **_: part_sent.set())
+        return made
+
+    monkeypatch.setattr(aws_module.Clients, "create", clients)
+    record_pieces = BatchRun.record_pieces
+    waits: list[bool] = []
+
+    def pieces(self: BatchRun, positions: range | list[int]) -> Iterator[bytes | bytearray]:
+        built = 0
+        for piece in record_pieces(self, positions):
+            built += len(piece)
+            if built > 9 << 20 and not waits:  # past s3transfer's first part (8 MiB)
+                waits.append(part_sent.wait(30))  # (never, were the file built first)
+            yield piece
+
+    monkeypatch.setattr(BatchRun, "record_pieces", pieces)
+    monkeypatch.setattr(sources_module, "READ_AHEAD_BYTES", 1 << 20)  # batches of ~400 rows
+    topic = [f"topic {i} " + "lorem ipsum " * 200 for i in range(5_000)]  # 12 MiB
+    path = tmp_path / "topics.parquet"
+    pd.DataFrame({"topic": topic}).to_parquet(path, row_group_size=1_000)
+    run = BatchRun(str(path), CLAUDE, "Joke about {topic}", max_records_per_job=5_000, **FAST)
+    out = run.start().wait(timeout=120)
+    assert out["error"].isna().all()
+    assert [t in r for t, r in zip(topic, out["response"], strict=True)] == [True] * 5_000
+    assert waits == [True]  # the first part went up before the file's last rows were built
+    (job,) = run.status().jobs
+    bucket, key = job.input_uri[len("s3://") :].split("/", 1)
+    staged = aws.s3_client().get_object(Bucket=bucket, Key=key)
+    assert staged["ETag"].strip('"').endswith("-2")  # a multipart upload's two parts
+    assert staged["Body"].read() == run.record_body(range(5_000))
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_job_file_over_max_input_file_bytes_is_not_left_on_s3(
+    aws: LocalBedrock, monkeypatch: pytest.MonkeyPatch, streamed: bool
+) -> None:
+    """Should a file outgrow the plan's estimate and the input file limit, the run stops
+    with an error that says so, and no part of that file is left on S3 (a multipart
+    upload is aborted, not left open)."""
+    from bedrock_batch_nb import aws as aws_module
+
+    if streamed:
+        monkeypatch.setattr(aws_module, "SINGLE_PUT_BYTES", 1 << 20)
+    monkeypatch.setattr(BatchRun, "_bytes_per_char", lambda self, sample: (10, 0.5))
+    df = pd.DataFrame({"topic": [f"topic {i} " + "lorem ipsum " * 200 for i in range(5_000)]})
+    limits = {"max_records_per_job": 5_000, "max_input_file_bytes": 10 << 20}
+    run = BatchRun(df, CLAUDE, "Joke about {topic}", **limits, **FAST)
+    assert run.plan()["input_bytes"].tolist() == [6_104_900]  # built, 12 MB
+    with pytest.raises(BatchRunError, match="over max_input_file_bytes=10,485,760 bytes"):
+        run.start().wait(timeout=60)
+    s3 = aws.s3_client()
+    assert "Uploads" not in s3.list_multipart_uploads(Bucket=aws.bucket)
+    listed = s3.list_objects_v2(Bucket=aws.bucket, Prefix=f"bedrock-batch/{run.run_id}/input/")
+    assert [o["Key"].rsplit("/", 1)[-1] for o in listed.get("Contents", [])] == ["rows.parquet"]
+    assert aws.stats.create_calls == 0
 
 
 @pytest.mark.parametrize("model_id", [CLAUDE, TITAN])
