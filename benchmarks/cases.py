@@ -834,7 +834,7 @@ def case_results_streamed(size: int, args: argparse.Namespace) -> dict[str, Any]
     run = new_run(str(path), datagen.CLAUDE_ID, datagen.TEMPLATE, max_frame_rows=0)
     run.validate()
     with tempfile.TemporaryDirectory(prefix="bench-results-") as scratch:
-        results = Results(size, run.adapter, spill_path=f"{scratch}/answers.parquet")
+        results = Results(size, run.adapter, spill_path=f"{scratch}/answers.utf8")
         rng = np.random.default_rng(7)
         source = pq.ParquetFile(path, pre_buffer=False)  # (pre-buffered, it keeps what it read)
         answers = source.iter_batches(args.records_per_job, columns=["rationale"])

@@ -575,22 +575,42 @@ def test_spilled_answers_read_back_by_range_with_the_last_write_winning(tmp_path
 
     rng = random.Random(5)
     expected: list[object] = [None] * 200
-    spilled = SpilledValues(str(tmp_path / "answers.parquet"), pa.string(), flush_rows=7)
+    spilled = SpilledValues(str(tmp_path / "answers.utf8"), pa.string(), 200)
     for pos in rng.sample(range(200), 150) + rng.choices(range(200), k=60):  # rewrites too
-        value = f"answer {pos} #{rng.random():.6f}"
+        value = rng.choice([f"answer {pos} #{rng.random():.6f}", f"réponse {pos} 🙂", ""])
         spilled[pos] = value
         expected[pos] = value
+    spilled[3] = expected[3] = None  # (an answer taken back)
     assert spilled[0:200] == expected
     assert spilled[37:41] == expected[37:41] and spilled[199:200] == expected[199:]
-    assert spilled[195:205] == expected[195:] + [None] * 5  # past the last position given
-    assert spilled._index is not None and spilled._index.nbytes == 4 * 200  # 4 bytes a row
+    assert spilled.arrow(150, 160).type == pa.string()
+    assert spilled._offsets.nbytes + spilled._lengths.nbytes == 12 * 200  # 12 bytes a row
+    spilled[5] = "lone \ud83d surrogate"  # not UTF-8: kept, with ? in its place
+    assert spilled[5:6] == ["lone ? surrogate"]
 
-    vectors = SpilledValues(str(tmp_path / "vectors.parquet"), pa.list_(pa.float64()), 3)
-    for pos in (4, 1, 4, 0):
-        vectors[pos] = [float(pos), 0.5]
-    read = vectors[0:5]
-    assert read[2] is None and read[3] is None
-    assert [list(read[p]) for p in (0, 1, 4)] == [[0.0, 0.5], [1.0, 0.5], [4.0, 0.5]]
+
+def test_spilled_answers_of_shuffled_jobs_come_back_in_order_from_the_file_alone(
+    tmp_path: Path,
+) -> None:
+    """Jobs collected one after another, each one's lines shuffled and given in blocks:
+    every range reads its own answers back, and the answers live in the file, not in
+    memory (the file holds each one's bytes once, in the order they came)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from bedrock_batch_nb.collecting import SpilledValues
+
+    rng = np.random.default_rng(11)
+    job_rows, jobs = 500, 4
+    texts = [f"answer {pos} " + "x" * int(rng.integers(0, 300)) for pos in range(2000)]
+    spilled = SpilledValues(str(tmp_path / "answers.utf8"), pa.string(), job_rows * jobs)
+    for job in range(jobs):
+        order = rng.permutation(job_rows) + job * job_rows
+        for block in np.array_split(order, 7):
+            spilled.put_many(block, pa.array([texts[p] for p in block]))
+    assert (tmp_path / "answers.utf8").stat().st_size == sum(len(t) for t in texts)
+    ranges = [spilled.arrow(start, start + 128) for start in range(0, 2000, 128)]
+    assert [v for part in ranges for v in part.to_pylist()] == texts
 
 
 def test_spilled_answers_given_in_bulk_and_one_at_a_time_keep_the_order_of_writes(
@@ -605,7 +625,7 @@ def test_spilled_answers_given_in_bulk_and_one_at_a_time_keep_the_order_of_write
 
     rng = random.Random(3)
     expected: list[object] = [None] * 120
-    spilled = SpilledValues(str(tmp_path / "answers.parquet"), pa.string(), flush_rows=25)
+    spilled = SpilledValues(str(tmp_path / "answers.utf8"), pa.string(), 120)
     for step in range(40):
         if step % 3:
             positions = rng.sample(range(120), rng.randint(1, 12))
@@ -619,14 +639,14 @@ def test_spilled_answers_given_in_bulk_and_one_at_a_time_keep_the_order_of_write
     assert spilled[0:120] == expected
     assert spilled.arrow(10, 20).to_pylist() == expected[10:20]
 
-    # within one row group too: a block after a single answer replaces it, and back
-    same = SpilledValues(str(tmp_path / "same.parquet"), pa.string(), flush_rows=100)
+    # a block after a single answer replaces it, and back; within a block the last wins
+    same = SpilledValues(str(tmp_path / "same.utf8"), pa.string(), 3)
     same[1] = "single, replaced"
-    same.put_many(np.array([1, 2]), pa.array(["bulk", "bulk, replaced"]))
+    same.put_many(np.array([1, 2, 2]), pa.array(["bulk", "bulk, replaced", "bulk again"]))
+    assert same[0:3] == [None, "bulk", "bulk again"]
     same[2] = "single"
+    same.put_many(np.array([0]), pa.chunked_array([pa.array([None], pa.large_string())]))
     assert same[0:3] == [None, "bulk", "single"]
-    with pytest.raises(RuntimeError, match="being read back"):
-        spilled.put_many(np.array([0]), pa.array(["too late"]))
 
 
 def test_spilled_embeddings_read_back_by_range_with_the_last_write_winning(
@@ -758,47 +778,3 @@ def test_embeddings_are_converted_in_small_pieces_with_the_schema_pyarrow_would_
     pieces.clear()
     collecting.frame_to_arrow(frame[["text"]], schema.remove(schema.get_field_index("embedding")))
     assert pieces == [1000]  # narrow rows: CONVERT_ROWS at a time, as before
-
-
-def test_spilled_answers_of_shuffled_jobs_are_decoded_about_once_each(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A job's lines come in any order, so its answers spread over several row groups;
-    reading the ranges back in order must not decode those groups again for each range."""
-    import pyarrow as pa
-
-    from bedrock_batch_nb.collecting import SpilledValues
-
-    rng = random.Random(11)
-    job_rows, jobs = 500, 4
-    expected: list[object] = [None] * (job_rows * jobs)
-    spilled = SpilledValues(str(tmp_path / "answers.parquet"), pa.string(), flush_rows=100)
-    for job in range(jobs):  # collected one job after another, lines shuffled
-        for pos in rng.sample(range(job * job_rows, (job + 1) * job_rows), job_rows):
-            spilled[pos] = expected[pos] = f"answer {pos}"
-    decoded: list[int] = []
-    read_row_group = pq.ParquetFile.read_row_group
-
-    def counted(self: pq.ParquetFile, i: int, *args: object, **kwargs: object) -> object:
-        if kwargs.get("columns") == ["value"]:
-            decoded.append(i)
-        return read_row_group(self, i, *args, **kwargs)
-
-    monkeypatch.setattr(pq.ParquetFile, "read_row_group", counted)
-    ranges, held = [], []
-    for start in range(0, job_rows * jobs, 100):
-        ranges.append(spilled[start : start + 100])
-        held.append(sorted(spilled._groups))
-    assert [value for part in ranges for value in part] == expected
-    assert sorted(decoded) == list(range(20))  # 20 groups of 100, each decoded once
-    # a job's groups are let go once its last range is read, not kept for later ones
-    assert held[4] == [] and held[-1] == []
-    assert held[5] and all(g >= 5 for g in held[5])
-
-    decoded.clear()  # with room for one group only, the same answers (decoded more often)
-    small = SpilledValues(str(tmp_path / "small.parquet"), pa.string(), flush_rows=100)
-    small.CACHE_BYTES = 1
-    for pos in rng.sample(range(job_rows), job_rows):
-        small[pos] = expected[pos]
-    assert [v for s in range(0, job_rows, 100) for v in small[s : s + 100]] == expected[:job_rows]
-    assert len(decoded) > 5

@@ -18,6 +18,7 @@ import collections
 import io
 import itertools
 import json
+import mmap
 import re
 import tempfile
 import threading
@@ -88,182 +89,120 @@ def _last_of_each(positions: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], npt.ND
 
 
 class SpilledValues:
-    """Answers kept in a local Parquet file instead of memory (for a large run): each one
-    is appended with its row's position (one at a time, or a block's Arrow array at once
-    with :meth:`put_many`), about ``flush_rows`` to a row group, and read back by range of
-    positions once collecting is over (the last answer written for a row wins)."""
+    """Answers of text kept in a local file instead of memory (for a large run): each
+    answer's UTF-8 bytes are appended to the file as they come (a block's Arrow array with
+    one write, :meth:`put_many`), and where they lie is kept per position (an offset and a
+    length: 12 bytes a row).  A range of positions is read back answer by answer from the
+    file, whatever order the answers came in: a job's lines come shuffled, so in row groups
+    a range's answers would lie in every group written while its job was collected, and
+    reading them back would decode (and hold) the whole job's answers.  The last answer
+    given for a position wins; an answer that is not UTF-8 (a lone surrogate) is kept
+    with ``?`` in its place."""
 
-    CACHE_BYTES = 64 << 20
-    """Decoded row groups kept while reading back, at most (see :meth:`_group`)."""
-    INDEX_STEP = 1 << 20
-    """Positions gone through at a time when finding each row group's last use."""
-
-    def __init__(self, path: str, value_type: pa.DataType, flush_rows: int = 10_000) -> None:
+    def __init__(self, path: str, value_type: pa.DataType, n_rows: int) -> None:
         self.path = path
         self.value_type = value_type
-        self.flush_rows = flush_rows
-        self._positions: list[int] = []
-        self._items: list[Any] = []
-        self._segments: list[tuple[npt.NDArray[Any], pa.Array | pa.ChunkedArray]] = []
-        """Answers given in bulk (:meth:`put_many`) and the Python ones before them, in
-        the order they came, until written."""
-        self._held = 0  # answers not written yet
         self._lock = threading.Lock()
-        self._writer: Any = None
-        self._written = 0
-        self._size = 0  # one more than the highest position given
-        self._index: npt.NDArray[Any] | None = None
-        self._starts: npt.NDArray[np.int64] = np.zeros(1, dtype=np.int64)
-        """Where each row group starts among the file's rows (and where the last ends)."""
-        self._last_use: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
-        """Per row group, the highest position whose answer is in it (-1: none)."""
-        self._groups: dict[int, pa.ChunkedArray] = {}
-
-    def __setitem__(self, pos: int, value: Any) -> None:
-        with self._lock:
-            self._check_open()
-            self._size = max(self._size, pos + 1)
-            self._positions.append(pos)
-            self._items.append(value)
-            self._held += 1
-            if self._held >= self.flush_rows:
-                self._flush()
-
-    def put_many(self, positions: npt.NDArray[Any], values: pa.Array | pa.ChunkedArray) -> None:
-        """Record ``values[i]`` as the answer at ``positions[i]`` (later ones win, as with
-        ``self[pos] = value``), kept in Arrow: no Python object per answer."""
-        with self._lock:
-            self._check_open()
-            self._segment_items()  # (so that the order of writes is kept)
-            positions = np.asarray(positions, dtype=np.int64)
-            if len(positions):
-                self._size = max(self._size, int(positions.max()) + 1)
-            self._segments.append((positions, values))
-            self._held += len(values)
-            if self._held >= self.flush_rows:
-                self._flush()
+        self._file: io.FileIO | None = None
+        self._offsets = np.zeros(n_rows, dtype=np.int64)
+        self._lengths = np.full(n_rows, -1, dtype=np.int32)  # -1: no answer
+        self._end = 0
+        self._file = io.FileIO(path, "w+")  # (unbuffered: each write lands)
 
     def close(self) -> None:
         with self._lock:
-            if self._writer is not None and self._index is None:
-                self._writer.close()
-            self._writer = None
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
-    def _check_open(self) -> None:
-        if self._index is not None:
-            raise RuntimeError("answers are being read back: no more can be written")
+    def __del__(self) -> None:
+        self.close()
 
-    def _segment_items(self) -> None:
-        """The answers given one at a time so far, as one Arrow segment."""
-        if not self._items:
-            return
-        # converted a slice at a time: one long conversion would hold the GIL (and a
-        # notebook's event loop) for the whole row group
-        values = pa.chunked_array(
-            [
-                pa.array(self._items[i : i + CONVERT_ROWS], self.value_type)
-                for i in range(0, len(self._items), CONVERT_ROWS)
-            ],
-            self.value_type,
-        )
-        self._segments.append((np.array(self._positions, dtype=np.int64), values))
-        self._positions, self._items = [], []
+    def __setitem__(self, pos: int, value: Any) -> None:
+        with self._lock:
+            if value is None:
+                self._lengths[pos] = -1
+                return
+            data = str(value).encode("utf-8", "replace")
+            self._offsets[pos] = self._append(data)
+            self._lengths[pos] = len(data)
 
-    def _flush(self) -> None:
-        import pyarrow.parquet as pq
+    def put_many(self, positions: npt.NDArray[Any], values: pa.Array | pa.ChunkedArray) -> None:
+        """Record ``values[i]`` (a string, or null) as the answer at ``positions[i]``; a
+        later one for a position wins."""
+        positions = np.asarray(positions, dtype=np.int64)
+        chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+        at = 0
+        for chunk in chunks:
+            here = positions[at : at + len(chunk)]
+            at += len(chunk)
+            if not len(chunk):
+                continue
+            if not pa.types.is_large_string(chunk.type):
+                chunk = chunk.cast(pa.large_string())
+            _, offsets_buffer, data_buffer = chunk.buffers()
+            offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[
+                chunk.offset : chunk.offset + len(chunk) + 1
+            ]
+            first, last = int(offsets[0]), int(offsets[-1])
+            lengths = np.diff(offsets).astype(np.int32)
+            if chunk.null_count:
+                lengths[~np.asarray(chunk.is_valid().to_numpy(zero_copy_only=False))] = -1
+            found, latest = _last_of_each(here)
+            with self._lock:
+                start = self._append(memoryview(data_buffer)[first:last] if last > first else b"")
+                self._offsets[found] = start + (offsets[latest] - first)
+                self._lengths[found] = lengths[latest]
 
-        self._segment_items()
-        if not self._segments:
-            return
-        chunks = [
-            chunk.cast(self.value_type)
-            for _, values in self._segments
-            for chunk in (values.chunks if isinstance(values, pa.ChunkedArray) else [values])
-        ]
-        table = pa.table(
-            {
-                "position": np.concatenate([positions for positions, _ in self._segments]),
-                "value": pa.chunked_array(chunks, self.value_type),
-            }
-        )
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(self.path, table.schema)
-        self._writer.write_table(table)
-        self._written += self._held
-        self._segments, self._held = [], 0
-
-    def _build_index(self) -> npt.NDArray[Any]:
-        """Per position: the row of its last answer in the file, counted from the file's
-        start (-1: none); 4 bytes a position, built a row group at a time (later groups
-        overwrite earlier ones, as later writes win).  :meth:`_locate` turns a row into its
-        row group and its row there."""
-        import pyarrow.parquet as pq
-
-        self._flush()
-        if self._writer is not None:
-            self._writer.close()
-        kind = np.int32 if self._written < np.iinfo(np.int32).max else np.int64
-        where = np.full(self._size, -1, dtype=kind)
-        if not self._written:
-            return where
-        file = pq.ParquetFile(self.path)
-        sizes = [file.metadata.row_group(g).num_rows for g in range(file.metadata.num_row_groups)]
-        self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        for g in range(len(sizes)):
-            column = file.read_row_group(g, columns=["position"]).column(0).to_numpy()
-            found, last = _last_of_each(column)  # (the last row of each position here)
-            where[found] = self._starts[g] + last
-        self._last_use = np.full(len(sizes), -1, dtype=np.int64)
-        for lo in range(0, self._size, self.INDEX_STEP):  # (no temporary the size of the index)
-            groups, _ = self._locate(where[lo : lo + self.INDEX_STEP])
-            used = np.flatnonzero(groups >= 0)
-            np.maximum.at(self._last_use, groups[used], used + lo)
-        return where
-
-    def _locate(self, where: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
-        """For rows of the file (-1: none), their row group (-1: none) and row in it."""
-        groups = np.searchsorted(self._starts, where, side="right") - 1
-        groups[where < 0] = -1
-        return groups, where - self._starts[np.maximum(groups, 0)]
-
-    def _group(self, g: int) -> pa.ChunkedArray:
-        """Row group ``g``'s answers, decoded.  A range of rows has its answers in the
-        row groups written while its job was collected (its lines come in any order), so
-        a group is kept until a range past its last answer's position has been read (see
-        :meth:`arrow`), and the groups read most recently up to ``CACHE_BYTES``: reading
-        the ranges in order then decodes each group about once, and holds only the
-        groups that ranges still to come need."""
-        import pyarrow.parquet as pq
-
-        cached = self._groups.pop(g, None)
-        if cached is None:
-            cached = pq.ParquetFile(self.path).read_row_group(g, columns=["value"]).column(0)
-            held = sum(c.nbytes for c in self._groups.values())
-            while self._groups and held + cached.nbytes > self.CACHE_BYTES:
-                held -= self._groups.pop(next(iter(self._groups))).nbytes
-        self._groups[g] = cached  # the most recently used last
-        return cached
+    def _append(self, data: bytes | memoryview) -> int:
+        """Write ``data`` at the file's end; where it starts (the lock held)."""
+        file = self._file
+        if file is None:
+            raise RuntimeError("the answers' file is closed")
+        start = self._end
+        file.seek(start)
+        view = memoryview(data)
+        while view:  # (a raw write may take part of it)
+            view = view[file.write(view) or 0 :]
+        self._end = start + len(data)
+        return start
 
     def arrow(self, start: int, stop: int) -> pa.Array:
         """The answers of positions ``start`` to ``stop`` as one Arrow array, null where a
         position has none."""
         with self._lock:
-            if self._index is None:
-                self._index = self._build_index()
-            groups, rows = self._locate(self._index[start:stop])
-            chunks: list[pa.Array] = []
-            at: list[npt.NDArray[Any]] = []  # where each taken answer goes
-            for g in np.unique(groups[groups >= 0]).tolist():
-                here = np.flatnonzero(groups == g)
-                chunks += self._group(g).take(pa.array(rows[here])).chunks
-                at.append(here)
-            for g in [g for g in self._groups if self._last_use[g] < stop]:
-                del self._groups[g]  # no later position needs it
-        taken = pa.concat_arrays(chunks) if chunks else pa.array([], self.value_type)
-        source = np.full(stop - start, -1, dtype=np.int64)
-        if at:
-            source[np.concatenate(at)] = np.arange(len(taken))
-        return taken.take(pa.array(source, mask=source < 0))
+            lengths = self._lengths[start:stop]
+            offsets = self._offsets[start:stop]
+            valid = lengths >= 0
+            bounds = np.zeros(len(lengths) + 1, dtype=np.int64)
+            np.cumsum(np.where(valid, lengths, 0), out=bounds[1:])
+            data = bytearray(int(bounds[-1]))
+            if data:
+                if self._file is None:
+                    raise RuntimeError("the answers' file is closed")
+                with mmap.mmap(self._file.fileno(), self._end, access=mmap.ACCESS_READ) as mm:
+                    # (mapped for this range only: the pages read do not stay in the RSS)
+                    read, out = memoryview(mm), memoryview(data)
+                    try:
+                        for i, at, size in zip(
+                            np.flatnonzero(lengths > 0).tolist(),
+                            offsets[lengths > 0].tolist(),
+                            lengths[lengths > 0].tolist(),
+                            strict=True,
+                        ):
+                            to = int(bounds[i])
+                            out[to : to + size] = read[at : at + size]
+                    finally:
+                        read.release()
+                        out.release()
+        validity = pa.py_buffer(np.packbits(valid, bitorder="little")) if not valid.all() else None
+        array = pa.Array.from_buffers(
+            pa.large_string(),
+            len(lengths),
+            [validity, pa.py_buffer(bounds), pa.py_buffer(data)],
+            null_count=int(len(valid) - valid.sum()),
+        )
+        return array if array.type == self.value_type else array.cast(self.value_type)
 
     def __getitem__(self, key: slice) -> list[Any]:
         start, stop = key.start or 0, key.stop
@@ -417,7 +356,7 @@ class Results:
         elif self.value_column == "embedding":
             self.values = SpilledVectors(spill_path, n_rows)
         else:
-            self.values = SpilledValues(spill_path, self.arrow_types()[self.value_column])
+            self.values = SpilledValues(spill_path, self.arrow_types()[self.value_column], n_rows)
         self.errors: npt.NDArray[np.object_] = np.full(n_rows, None, dtype=object)
         """Why each row has no answer (None: it has one, or no line was read for it)."""
         self.input_tokens = np.full(n_rows, np.nan)

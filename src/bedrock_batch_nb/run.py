@@ -666,8 +666,9 @@ class BatchRun:
         spill: str | None = None
         if self.num_rows > self._frame_rows:  # a large run: its answers on disk
             self.local_results_path.parent.mkdir(parents=True, exist_ok=True)
-            # (texts in a Parquet file, embeddings a fixed-width row each: SpilledVectors)
-            name = "answers.f64" if self.adapter.kind == "embedding" else "answers.parquet"
+            # (texts appended to a file, SpilledValues; embeddings a fixed-width row each,
+            # SpilledVectors)
+            name = "answers.f64" if self.adapter.kind == "embedding" else "answers.utf8"
             spill = str(self.local_results_path.with_name(name))
         results = Results(self.num_rows, self.adapter, spill_path=spill)
 

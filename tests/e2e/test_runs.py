@@ -576,7 +576,7 @@ def test_a_run_over_max_frame_rows_returns_a_dataset_over_its_file(
     assert any("over max_frame_rows" in (note or "") for note in seen)
     # the answers were kept in a file while collecting, gone once the results are written
     assert run.local_results_path.exists()
-    assert not run.local_results_path.with_name("answers.parquet").exists()
+    assert not run.local_results_path.with_name("answers.utf8").exists()
 
     batches = list(run.iter_batches(100))
     assert [len(b) for b in batches] == [100, 100, 50]
