@@ -50,6 +50,7 @@ import boto3
 import datagen
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import reference
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
@@ -824,9 +825,10 @@ def case_collect_s3(size: int, args: argparse.Namespace) -> dict[str, Any]:
 def case_results_streamed(size: int, args: argparse.Namespace) -> dict[str, Any]:
     """The last step of a run over ``max_frame_rows``: the input rows joined to their
     answers kept on disk (``SpilledValues``) and written to Parquet a batch at a time
-    (``BatchRun._stream_results``).  The answers (each row's ``rationale``, 1 % of rows
-    failed instead) are put as collecting puts them, jobs of ``--records-per-job`` rows
-    in shuffled order, before the measurement."""
+    (``BatchRun._stream_results``).  The answers (each row's ``rationale``, about 300
+    characters, ``--answer-copies`` times over; 1 % of rows failed instead) are put as
+    collecting puts them, jobs of ``--records-per-job`` rows in shuffled order, before the
+    measurement."""
     import numpy as np
     import pyarrow.parquet as pq
 
@@ -843,9 +845,12 @@ def case_results_streamed(size: int, args: argparse.Namespace) -> dict[str, Any]
             order = rng.permutation(batch.num_rows)
             failed = order[: batch.num_rows // 100]
             kept = order[batch.num_rows // 100 :]
+            texts = batch.column(0)
+            if args.answer_copies > 1:
+                texts = pc.binary_join_element_wise(*[texts] * args.answer_copies, "")
             for block in range(0, len(kept), collecting.CONVERT_ROWS):
                 rows = kept[block : block + collecting.CONVERT_ROWS]
-                results.values.put_many(start + rows, batch.column(0).take(pa.array(rows)))
+                results.values.put_many(start + rows, texts.take(pa.array(rows)))
             results.answered[start + kept] = True
             results.input_tokens[start + kept] = 120
             results.output_tokens[start + kept] = 80
@@ -859,6 +864,7 @@ def case_results_streamed(size: int, args: argparse.Namespace) -> dict[str, Any]
         figures = meter.result(  # (before the checks below, whose reads would count)
             "results_streamed",
             size,
+            answer_copies=args.answer_copies,
             file_mib=round(os.path.getsize(target) / 2**20, 1),
             row_groups=written.metadata.num_row_groups,
         )
@@ -866,7 +872,7 @@ def case_results_streamed(size: int, args: argparse.Namespace) -> dict[str, Any]
             raise AssertionError(f"{written.metadata.num_rows} rows written, expected {size}")
         last = written.read_row_group(written.metadata.num_row_groups - 1).to_pandas()
         expected = source.read_row_group(source.num_row_groups - 1, columns=["rationale"])
-        tail = expected.column(0).to_pylist()[-len(last) :]
+        tail = [t * args.answer_copies for t in expected.column(0).to_pylist()[-len(last) :]]
         answered = last["response"].notna().to_numpy()
         if [t for t, ok in zip(tail, answered, strict=True) if ok] != list(
             last["response"][answered]
@@ -1445,6 +1451,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--s3", choices=S3_MODES, default="mock", help="staged and collect_s3: see S3_MODES"
+    )
+    parser.add_argument(
+        "--answer-copies",
+        type=int,
+        default=1,
+        help="results_streamed: each answer is its row's rationale this many times over",
     )
     parser.add_argument(
         "--trace-stalls",

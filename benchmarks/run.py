@@ -67,6 +67,8 @@ FULL: list[tuple[str, int, tuple[str, ...]]] = [
     ("reference_collect", 50_000, ()),
     ("results_streamed", 200_000, ()),
     ("results_streamed", 2_200_000, ()),
+    # long answers (2.4 KB): a 50,000-record job's answers are 120 MB
+    ("results_streamed", 200_000, ("--answer-copies", "8", "--records-per-job", "50000")),
     # an embedding run's: 8 KiB of numbers a row (1,000,000 rows: 16 GB of disk, briefly)
     ("results_streamed_embed", 200_000, ()),
     ("results_streamed_embed", 1_000_000, ()),
@@ -95,6 +97,7 @@ SMOKE: list[tuple[str, int, tuple[str, ...]]] = [
     ("collect_network", 200, ("--net-mb-s", "100")),
     ("reference_collect", 200, ()),
     ("results_streamed", 2_000, ()),
+    ("results_streamed", 2_000, ("--answer-copies", "8", "--records-per-job", "500")),
     ("results_streamed_embed", 2_000, ()),
     ("orchestrate", 5, ("--cap", "2", "--job-seconds", "0.2", "--poll-interval", "0.05")),
     ("loop_lag", 2_000, ("--poll-interval", "0.2")),
@@ -202,6 +205,9 @@ class Outcome:
         seconds = self.option("--job-seconds")
         if seconds:
             return f"{self.case} ({seconds} s jobs)"
+        copies = self.option("--answer-copies")
+        if copies:
+            return f"{self.case} (answers x{copies})"
         return self.case
 
     @property
@@ -310,6 +316,8 @@ def verdict(out: Outcome, everything: list[Outcome]) -> tuple[str, str]:
             return text, "ok"
         return text, f"x{rate / goal:.2f} of goal" if timed and rate < goal else "over memory"
     if case.startswith("results_streamed"):  # no goal of its own: prepare's bounded memory
+        if out.option("--answer-copies"):
+            return "(no goal: long answers, against the time of short ones)", "-"
         if out.size < 1_000_000:
             return f"(memory goal at {max_size(case):,} rows)", "-"
         bound, bounded = memory_bound(out, everything, "rss_rise_mib")
@@ -464,9 +472,10 @@ def notes(out: Outcome) -> str:
     if out.case == "s3_floor":
         return f"{m['staged_mib']:,.0f} MiB of built files uploaded, {m['jobs']} files"
     if out.case == "results_streamed":
+        copies = out.option("--answer-copies")
         return (
             f"{m['file_mib']:,.0f} MiB of Parquet in {m['row_groups']} row groups, from answers "
-            "kept on disk"
+            "kept on disk" + (f" (each the rationale {copies} times over)" if copies else "")
         )
     if out.case == "results_streamed_embed":
         return (

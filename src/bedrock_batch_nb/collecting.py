@@ -220,10 +220,11 @@ class SpilledVectors:
     by range of positions.
 
     Output lines come in any order, so a range of rows has its answers spread over a whole
-    job's output; in :class:`SpilledValues`' row groups, reading a range back would decode
-    (and hold) every group written while that job was collected: for a 50,000-record job of
-    1,024-number embeddings, 400 MB.  Here each answer has its place, so reading a range is
-    one read of that range and nothing else is held.  The number of dimensions is the
+    job's output; in row groups, reading a range back would decode (and hold) every group
+    written while that job was collected: for a 50,000-record job of 1,024-number
+    embeddings, 400 MB.  Here each answer has its place, so reading a range is one read of
+    that range and nothing else is held (texts, of any length, are appended instead and
+    found by their offset: :class:`SpilledValues`).  The number of dimensions is the
     first answer's; an answer of another length (not one Bedrock gives within one run) is
     kept in memory instead.  The file is sparse: rows without an answer take no disk."""
 
