@@ -589,8 +589,9 @@ def test_spilled_answers_read_back_by_range_with_the_last_write_winning(tmp_path
     assert spilled[5:6] == ["lone ? surrogate"]
 
 
+@pytest.mark.parametrize("preadv", [True, False])  # (a system without os.preadv: Windows)
 def test_spilled_answers_of_shuffled_jobs_come_back_in_order_from_the_file_alone(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, preadv: bool
 ) -> None:
     """Jobs collected one after another, each one's lines shuffled and given in blocks:
     every range reads its own answers back, and the answers live in the file, not in
@@ -599,6 +600,8 @@ def test_spilled_answers_of_shuffled_jobs_come_back_in_order_from_the_file_alone
     import pyarrow as pa
 
     from bedrock_batch_nb.collecting import SpilledValues
+
+    monkeypatch.setattr(collecting, "_PREADV", preadv and collecting._PREADV)
 
     rng = np.random.default_rng(11)
     job_rows, jobs = 500, 4
