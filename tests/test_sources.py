@@ -7,12 +7,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from bedrock_batch_nb import sources
 from bedrock_batch_nb.errors import BatchInputError
-from bedrock_batch_nb.sources import load_rows, open_source, parse_s3_uri
+from bedrock_batch_nb.sources import (
+    FrameSource,
+    TableSource,
+    load_rows,
+    open_source,
+    parse_s3_uri,
+)
 
 
 @pytest.fixture
@@ -279,6 +286,30 @@ def test_wide_rows_are_decoded_ahead_in_fewer_rows_a_batch(
     sizes.clear()
     assert list(open_source(narrow).read(0, 600)["doc"]) == [f"doc {i}" for i in range(600)]
     assert {*sizes} == {sources.BATCH_ROWS}  # short rows: BATCH_ROWS a batch
+
+
+def test_wide_rows_held_in_arrow_are_read_in_fewer_rows_a_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An Arrow table's rows, and a DataFrame's held by pandas in Arrow (pandas 3's
+    ``str``), go BATCH_ROWS at a time, fewer when that many would hold over
+    READ_AHEAD_BYTES; a DataFrame of Python ``str`` objects keeps BATCH_ROWS (their sizes
+    are not summed)."""
+    monkeypatch.setattr(sources, "READ_AHEAD_BYTES", 100_000)  # about 20 of these rows
+    texts = [f"doc {i} " + "x" * 5_000 for i in range(600)]
+    table = pa.table({"doc": texts, "n": list(range(600))})
+    frame = pd.DataFrame({"doc": pd.array(texts, dtype="string[pyarrow]"), "n": range(600)})
+    for wide in (TableSource(table), FrameSource(frame)):
+        assert 15 <= wide.batch_rows <= 20
+        lengths = [len(batch) for batch in wide.batches(["doc"])]
+        assert max(lengths) == wide.batch_rows and sum(lengths) == 600
+        got = pd.concat(wide.batches())
+        assert list(got["doc"]) == texts and list(got["n"]) == list(range(600))
+    python_strs = pd.DataFrame({"doc": texts}).astype(object)  # (pandas before 3.0's)
+    assert FrameSource(python_strs).batch_rows == sources.BATCH_ROWS
+    narrow = pa.table({"doc": [f"doc {i}" for i in range(600)]})  # 10,000: about 110 KB
+    monkeypatch.setattr(sources, "READ_AHEAD_BYTES", 1_000_000)
+    assert TableSource(narrow).batch_rows == sources.BATCH_ROWS
 
 
 def convert_in_small_blocks(

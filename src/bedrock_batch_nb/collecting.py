@@ -88,7 +88,29 @@ def _last_of_each(positions: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], npt.ND
     return found, len(positions) - 1 - from_end
 
 
-class SpilledValues:
+class _AnswersFile:
+    """A local file that a large run's answers are written to as they come, and read back
+    from by range of rows for the final join; closed by :meth:`close` (its path stays the
+    caller's to delete)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._file: io.FileIO | None = None
+        self._file = io.FileIO(path, "w+")  # (unbuffered: each write lands)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+    def __del__(self) -> None:
+        if hasattr(self, "_lock"):  # (not when opening the file failed)
+            self.close()
+
+
+class SpilledValues(_AnswersFile):
     """Answers of text kept in a local file instead of memory (for a large run): each
     answer's UTF-8 bytes are appended to the file as they come (a block's Arrow array with
     one write, :meth:`put_many`), and where they lie is kept per position (an offset and a
@@ -100,23 +122,11 @@ class SpilledValues:
     with ``?`` in its place."""
 
     def __init__(self, path: str, value_type: pa.DataType, n_rows: int) -> None:
-        self.path = path
+        super().__init__(path)
         self.value_type = value_type
-        self._lock = threading.Lock()
-        self._file: io.FileIO | None = None
         self._offsets = np.zeros(n_rows, dtype=np.int64)
         self._lengths = np.full(n_rows, -1, dtype=np.int32)  # -1: no answer
         self._end = 0
-        self._file = io.FileIO(path, "w+")  # (unbuffered: each write lands)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
-
-    def __del__(self) -> None:
-        self.close()
 
     def __setitem__(self, pos: int, value: Any) -> None:
         with self._lock:
@@ -233,7 +243,7 @@ def _read_at(file: io.FileIO, into: memoryview, offset: int) -> None:
 _PREADV = hasattr(os, "preadv")
 
 
-class SpilledVectors:
+class SpilledVectors(_AnswersFile):
     """Embeddings kept in a local file instead of memory (for a large run): one row of
     ``dimensions`` float64 numbers a position, written in place as answers come, read back
     by range of positions.
@@ -250,22 +260,11 @@ class SpilledVectors:
     _NONE, _IN_FILE, _HELD = 0, 1, 2
 
     def __init__(self, path: str, n_rows: int) -> None:
-        self.path = path
+        super().__init__(path)
         self.value_type = pa.list_(pa.float64())
         self.dimensions: int | None = None
         self._where = np.zeros(n_rows, dtype=np.int8)  # _NONE, _IN_FILE or _HELD
         self._held: dict[int, npt.NDArray[np.float64]] = {}
-        self._lock = threading.Lock()
-        self._file: io.FileIO | None = io.FileIO(path, "w+")  # (unbuffered: each write lands)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
-
-    def __del__(self) -> None:
-        self.close()
 
     def __setitem__(self, pos: int, value: Any) -> None:
         if value is None:

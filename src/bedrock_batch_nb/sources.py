@@ -106,8 +106,9 @@ class RowSource:
 
     @property
     def batch_rows(self) -> int:
-        """Rows a run reads, builds and joins at a time: ``BATCH_ROWS``, fewer for a file of
-        wide rows (:class:`ParquetSource`)."""
+        """Rows a run reads, builds and joins at a time: ``BATCH_ROWS``, fewer when that
+        many rows would hold over ``READ_AHEAD_BYTES`` (a Parquet file's by its footer,
+        an Arrow table's and a DataFrame's Arrow columns by their buffers)."""
         return BATCH_ROWS
 
     @property
@@ -207,6 +208,15 @@ class FrameSource(RowSource):
         self._frame = frame if limit is None else frame.iloc[:limit]
         self.columns = [str(c) for c in self._frame.columns]
         self.num_rows = len(self._frame)
+        # Rows of text pandas holds in Arrow (pandas 3's ``str``) are counted by their
+        # bytes; Python ``str`` objects by their pointers only (summing every string's
+        # size would take a pass over them all), so such a frame keeps BATCH_ROWS.
+        held = int(self._frame.memory_usage(index=False, deep=False).sum())
+        self._batch_rows = _batch_rows_within(self.num_rows, held)
+
+    @property
+    def batch_rows(self) -> int:
+        return self._batch_rows
 
     @property
     def index(self) -> pd.Index:
@@ -274,6 +284,11 @@ class TableSource(RowSource):
         self._table = table if limit is None else table.slice(0, limit)
         self.columns = list(self._table.column_names)
         self.num_rows = self._table.num_rows
+        self._batch_rows = _batch_rows_within(self.num_rows, int(self._table.nbytes))
+
+    @property
+    def batch_rows(self) -> int:
+        return self._batch_rows
 
     def _select(self, columns: Sequence[str] | None) -> pa.Table:
         if columns is None:
@@ -441,7 +456,13 @@ def _batch_rows_of(meta: pq.FileMetaData, budget: int) -> int:
     """``BATCH_ROWS``, or fewer so that that many of the file's rows, decoded, hold about
     ``budget`` bytes (the footer's uncompressed sizes, every column counted)."""
     size = sum(int(meta.row_group(g).total_byte_size) for g in range(meta.num_row_groups))
-    rows = int(meta.num_rows)
+    return _batch_rows_within(int(meta.num_rows), size, budget)
+
+
+def _batch_rows_within(rows: int, size: int, budget: int | None = None) -> int:
+    """``BATCH_ROWS``, or fewer so that that many of ``rows`` rows holding ``size`` bytes
+    in all hold about ``budget`` bytes (by default ``READ_AHEAD_BYTES``)."""
+    budget = READ_AHEAD_BYTES if budget is None else budget
     if rows <= 0 or size <= 0:
         return BATCH_ROWS
     return max(1, min(BATCH_ROWS, budget * rows // size))
