@@ -4,7 +4,8 @@ Clients are plain ``boto3`` clients, so endpoints, region and credentials come f
 standard chain (``AWS_ENDPOINT_URL_BEDROCK`` etc. for the local emulator); their session
 is the run's own, whose responses' timestamps :func:`parse_timestamp` reads.  Retries of
 throttling and transient errors are botocore's own standard retry mode.  The files a run
-stages and keeps on S3 (job inputs, results, the saved rows) go through :func:`upload`.
+stages and keeps on S3 (job inputs, results, the saved rows) go through :func:`upload`,
+or :func:`upload_pieces` for a job's input built as it is sent.
 """
 
 from __future__ import annotations
