@@ -196,11 +196,12 @@ class SpilledValues(_AnswersFile):
                 # would put the pages around each answer in the RSS too, 118 MiB for
                 # 10,000 answers of 2.4 KB).
                 out = memoryview(data).cast("B")
+                stored = lengths > 0
                 try:
                     for to, at, size in zip(
-                        bounds[:-1][lengths > 0].tolist(),
-                        offsets[lengths > 0].tolist(),
-                        lengths[lengths > 0].tolist(),
+                        bounds[:-1][stored].tolist(),
+                        offsets[stored].tolist(),
+                        lengths[stored].tolist(),
                         strict=True,
                     ):
                         _read_at(file, out[to : to + size], at)

@@ -103,13 +103,14 @@ class RowSource:
 
     columns: list[str]
     num_rows: int
+    _batch_rows: int = BATCH_ROWS
 
     @property
     def batch_rows(self) -> int:
         """Rows a run reads, builds and joins at a time: ``BATCH_ROWS``, fewer when that
         many rows would hold over ``READ_AHEAD_BYTES`` (a Parquet file's by its footer,
         an Arrow table's and a DataFrame's Arrow columns by their buffers)."""
-        return BATCH_ROWS
+        return self._batch_rows
 
     @property
     def index(self) -> pd.Index:
@@ -215,10 +216,6 @@ class FrameSource(RowSource):
         self._batch_rows = _batch_rows_within(self.num_rows, held)
 
     @property
-    def batch_rows(self) -> int:
-        return self._batch_rows
-
-    @property
     def index(self) -> pd.Index:
         return self._frame.index
 
@@ -286,10 +283,6 @@ class TableSource(RowSource):
         self.num_rows = self._table.num_rows
         self._batch_rows = _batch_rows_within(self.num_rows, int(self._table.nbytes))
 
-    @property
-    def batch_rows(self) -> int:
-        return self._batch_rows
-
     def _select(self, columns: Sequence[str] | None) -> pa.Table:
         if columns is None:
             return self._table
@@ -341,7 +334,9 @@ class ParquetSource(RowSource):
         self._group_starts = np.cumsum(
             [0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
         )
-        self._batch_rows = _batch_rows_of(meta, READ_AHEAD_BYTES)
+        # (decoded: the footer's uncompressed sizes, every column counted)
+        decoded = sum(int(meta.row_group(g).total_byte_size) for g in range(meta.num_row_groups))
+        self._batch_rows = _batch_rows_within(int(meta.num_rows), decoded)
         self._index: pd.Index = pd.RangeIndex(self.num_rows)
         if stored:  # a DataFrame's own index, saved with it (e.g. a resumed run's rows)
             labels = pq.read_table(path, columns=stored).to_pandas().index
@@ -355,10 +350,6 @@ class ParquetSource(RowSource):
     @property
     def index(self) -> pd.Index:
         return self._index
-
-    @property
-    def batch_rows(self) -> int:
-        return self._batch_rows
 
     def __del__(self) -> None:  # the read-ahead threads hold no reference to the source
         if hasattr(self, "_lock"):  # (not when the file could not be opened)
@@ -452,20 +443,12 @@ class ParquetSource(RowSource):
                 yield path
 
 
-def _batch_rows_of(meta: pq.FileMetaData, budget: int) -> int:
-    """``BATCH_ROWS``, or fewer so that that many of the file's rows, decoded, hold about
-    ``budget`` bytes (the footer's uncompressed sizes, every column counted)."""
-    size = sum(int(meta.row_group(g).total_byte_size) for g in range(meta.num_row_groups))
-    return _batch_rows_within(int(meta.num_rows), size, budget)
-
-
-def _batch_rows_within(rows: int, size: int, budget: int | None = None) -> int:
+def _batch_rows_within(rows: int, size: int) -> int:
     """``BATCH_ROWS``, or fewer so that that many of ``rows`` rows holding ``size`` bytes
-    in all hold about ``budget`` bytes (by default ``READ_AHEAD_BYTES``)."""
-    budget = READ_AHEAD_BYTES if budget is None else budget
+    in all hold about ``READ_AHEAD_BYTES``."""
     if rows <= 0 or size <= 0:
         return BATCH_ROWS
-    return max(1, min(BATCH_ROWS, budget * rows // size))
+    return max(1, min(BATCH_ROWS, READ_AHEAD_BYTES * rows // size))
 
 
 _END = object()
