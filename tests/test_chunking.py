@@ -5,9 +5,10 @@ from __future__ import annotations
 import itertools
 import random
 
+import numpy as np
 import pytest
 
-from bedrock_batch_nb.chunking import plan_chunks
+from bedrock_batch_nb.chunking import ChunkPlanner, plan_chunks
 from bedrock_batch_nb.errors import BatchInputError
 
 
@@ -107,3 +108,64 @@ def test_varied_record_sizes_fill_each_file_up_to_the_byte_limit() -> None:
         for c in chunks[:-2]:  # full: one more record would break a limit
             more = sum(record_bytes[c.start : c.stop + 1])
             assert c.size == per_job or more > limit
+
+
+def whole_plan(
+    record_bytes: list[int], per_job: int, minimum: int, limit: int
+) -> list[tuple[int, int]] | str:
+    """The rules applied to every record's size at once, as plainly as they read (each job
+    as full as both limits allow, then the short-tail rule): the jobs, or the error."""
+    n = len(record_bytes)
+    if n < minimum:
+        return "below the batch job minimum"
+    bounds: list[tuple[int, int]] = []
+    start = 0
+    while start < n:
+        stop = start
+        while stop < n and stop - start < per_job and sum(record_bytes[start : stop + 1]) <= limit:
+            stop += 1
+        if stop == start:
+            return "alone is"
+        bounds.append((start, stop))
+        start = stop
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < minimum:
+        (a, _), (_, b) = bounds[-2], bounds[-1]
+        middle = a + (b - a + 1) // 2
+        bounds[-2:] = [(a, middle), (middle, b)] if b - a >= 2 * minimum else [(a, b)]
+        if any(sum(record_bytes[s:e]) > limit for s, e in bounds[-2:]):
+            return "The last job cannot be kept"
+    return bounds
+
+
+def test_jobs_planned_a_batch_of_sizes_at_a_time_are_the_jobs_planned_whole() -> None:
+    """A run plans its jobs as its rows come, a batch of sizes at a time: whatever the
+    batches, the same jobs (and bytes, and errors) as the rules applied to every size at
+    once, and never more sizes held than two jobs' worth and a batch."""
+    rng = random.Random(17)
+    for _ in range(400):
+        n = rng.randint(1, 2500)
+        big = rng.random() < 0.1
+        record_bytes = [
+            rng.choice([rng.randint(1, 50), rng.randint(50, 2000 if not big else 9000)])
+            for _ in range(n)
+        ]
+        per_job = rng.randint(1, 600)
+        minimum = rng.randint(1, max(1, per_job // 2))
+        limit = rng.randint(2000, 60_000)
+        expected = whole_plan(record_bytes, per_job, minimum, limit)
+        planner = ChunkPlanner(
+            max_records_per_job=per_job, min_records_per_job=minimum, max_file_bytes=limit
+        )
+        batch = rng.randint(1, 700)
+        for at in range(0, n, batch):
+            planner.add(np.array(record_bytes[at : at + batch], np.int32))
+            assert planner.held <= 2 * per_job + batch
+        assert planner.records == n
+        if isinstance(expected, str):
+            with pytest.raises(BatchInputError, match=expected):
+                planner.finish()
+            continue
+        chunks = planner.finish()
+        assert [(c.start, c.stop) for c in chunks] == expected
+        assert [c.index for c in chunks] == list(range(1, len(chunks) + 1))
+        assert planner.job_bytes == [sum(record_bytes[s:e]) for s, e in expected]

@@ -379,6 +379,33 @@ def test_planned_input_bytes_cover_the_files_staging_builds(source: str, tmp_pat
         assert len(body) <= planned <= limit
 
 
+def test_retried_records_are_planned_by_the_estimates_validation_made() -> None:
+    """Failed records retried in new jobs are cut by the same estimate of their lines'
+    bytes as the run's jobs were (validation keeps each job's total, not each record's):
+    all of them retried make the same jobs, and any of them fit the input file limit."""
+    pieces = ['say "hi"', "line\nbreak", "café", "日本語", "🙂"]
+    texts = [" ".join(pieces[j % len(pieces)] for j in range(1 + i % 40)) for i in range(600)]
+    limit = 60_000
+    run = BatchRun(
+        pd.DataFrame({"topic": texts}),
+        CLAUDE,
+        "Joke about {topic}",
+        max_input_file_bytes=limit,
+        min_records_per_job=10,
+        bucket="a-bucket",
+    )
+    plan = run.plan()
+    assert len(plan) > 2  # cut by bytes
+    prepared = run._prepared
+    assert prepared is not None
+    every = run._retry_jobs(np.arange(600), 1, prepared)
+    assert [len(job.rows()) for job in every] == plan["records"].tolist()
+    odd = run._retry_jobs(np.arange(1, 600, 2), 1, prepared)
+    assert sum(len(job.rows()) for job in odd) == 300
+    for job in odd:
+        assert len(run.record_body(job.rows())) <= limit
+
+
 def test_a_streamed_datasets_declared_columns_are_checked_before_it_is_streamed() -> None:
     import datasets
 

@@ -5,6 +5,10 @@ record sizes are known) in input order.  A short last chunk is never submitted a
 it is merged with the one before, and the pair is split evenly again when both halves
 can stay at or above the job minimum, so ``1,050`` rows at ``1,000`` per job give two jobs
 of 525, never one of 50.
+
+A run plans its jobs as it checks its rows, a batch of record sizes at a time
+(:class:`ChunkPlanner`): it holds the sizes of the records not yet in a job that can no
+longer change, at most two jobs' worth and a batch, not one size per record of the run.
 """
 
 from __future__ import annotations
@@ -42,56 +46,147 @@ def plan_chunks(
     max_file_bytes: int | None = None,
 ) -> list[Chunk]:
     """Cut ``n_records`` into job-sized chunks; see the module docstring for the rules."""
-    if n_records < min_records_per_job:
-        raise BatchInputError(
-            f"{n_records:,} records is below the batch job minimum of {min_records_per_job:,}."
-        )
-    sizes = None if record_bytes is None else np.asarray(record_bytes)
-    if sizes is not None and len(sizes) != n_records:
+    sizes = np.zeros(n_records, np.int8) if record_bytes is None else np.asarray(record_bytes)
+    if len(sizes) != n_records:
         raise ValueError("record_bytes must hold one size per record")
+    planner = ChunkPlanner(
+        max_records_per_job=max_records_per_job,
+        min_records_per_job=min_records_per_job,
+        max_num_jobs=max_num_jobs,
+        max_file_bytes=None if record_bytes is None else max_file_bytes,
+    )
+    planner.add(sizes)
+    return planner.finish()
 
-    def bytes_of(start: int, stop: int) -> int:
-        return 0 if sizes is None else int(sizes[start:stop].sum(dtype=np.int64))
 
-    bounds: list[tuple[int, int]] = []
-    start = 0
-    while start < n_records:
-        stop = min(start + max_records_per_job, n_records)
-        if sizes is not None and max_file_bytes is not None:
+class ChunkPlanner:
+    """:func:`plan_chunks` over record sizes given a batch at a time (:meth:`add`), in
+    input order: the same jobs, from :meth:`finish`.
+
+    A job is settled once a whole job and at least one more record follow it: it cannot
+    be one of the last two, which the short-tail rule may merge or split again, so its
+    records' sizes are let go of.  ``job_bytes`` holds each job's bytes, once finished."""
+
+    def __init__(
+        self,
+        *,
+        max_records_per_job: int,
+        min_records_per_job: int,
+        max_num_jobs: int | None = None,
+        max_file_bytes: int | None = None,
+    ) -> None:
+        self.max_records = max_records_per_job
+        self.min_records = min_records_per_job
+        self.max_num_jobs = max_num_jobs
+        self.max_file_bytes = max_file_bytes
+        self.job_bytes: list[int] = []
+        self._settled: list[tuple[int, int]] = []  # jobs that can no longer change
+        self._start = 0  # the first record of no settled job
+        self._held: list[npt.NDArray[Any]] = []  # the sizes of the records from there on
+        self._count = 0  # records added
+        self._too_big: str | None = None  # a record alone over the file limit
+
+    @property
+    def records(self) -> int:
+        """How many records were added."""
+        return self._count
+
+    @property
+    def held(self) -> int:
+        """How many records' sizes are held now."""
+        return sum(len(sizes) for sizes in self._held)
+
+    def add(self, record_bytes: Sequence[int] | npt.NDArray[Any]) -> None:
+        """The next records' sizes (in bytes)."""
+        sizes = np.asarray(record_bytes)
+        self._count += len(sizes)
+        if self._too_big is not None:  # (no plan: finish() says why; nothing more held)
+            return
+        self._held.append(sizes)
+        if self._count - self._start <= 2 * self.max_records:
+            return  # (not enough to settle a job yet, whatever the sizes)
+        tail = np.concatenate(self._held)
+        settled = 0
+        while (first := self._cut(tail, settled, final=False)) is not None:
+            second = self._cut(tail, first, final=False)
+            if second is None or second >= len(tail):
+                break
+            self._settled.append((self._start + settled, self._start + first))
+            self.job_bytes.append(int(tail[settled:first].sum(dtype=np.int64)))
+            settled = first
+        if self._too_big is not None:
+            self._held = []
+            return
+        self._held = [tail[settled:]]
+        self._start += settled
+
+    def _cut(self, tail: npt.NDArray[Any], at: int, *, final: bool) -> int | None:
+        """Where the job that starts at ``tail[at]`` ends (an index into ``tail``), or None
+        when the records to come may still join it (unless ``final``: no more come)."""
+        stop = min(at + self.max_records, len(tail))
+        if self.max_file_bytes is not None:
             # running totals over this job's records only (not over every record: memory)
-            ends = np.cumsum(sizes[start:stop], dtype=np.int64)
-            fit = start + int(np.searchsorted(ends, max_file_bytes, side="right"))
-            if fit <= start:
-                raise BatchInputError(
-                    f"Record {start} alone is {int(sizes[start]):,} bytes, over the input file "
-                    f"limit of {max_file_bytes:,} bytes: shorten its text."
+            ends = np.cumsum(tail[at:stop], dtype=np.int64)
+            fit = int(np.searchsorted(ends, self.max_file_bytes, side="right"))
+            if fit == 0:
+                self._too_big = (
+                    f"Record {self._start + at} alone is {int(tail[at]):,} bytes, over the "
+                    f"input file limit of {self.max_file_bytes:,} bytes: shorten its text."
                 )
-            stop = min(stop, fit)
-        bounds.append((start, stop))
-        start = stop
+                return None
+            if at + fit < stop:
+                return at + fit
+        if final or stop - at == self.max_records:
+            return stop
+        return None
 
-    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < min_records_per_job:
-        (a, _), (_, b) = bounds[-2], bounds[-1]
-        total = b - a
-        if total >= 2 * min_records_per_job:
-            middle = a + (total + 1) // 2
-            bounds[-2:] = [(a, middle), (middle, b)]
-        else:
-            bounds[-2:] = [(a, b)]
-        if max_file_bytes is not None and any(
-            bytes_of(s, e) > max_file_bytes for s, e in bounds[-2:]
-        ):
+    def finish(self) -> list[Chunk]:
+        """The jobs: every record added, cut by the rules (see the module docstring)."""
+        n_records = self._count
+        if n_records < self.min_records:
             raise BatchInputError(
-                "The last job cannot be kept above the record minimum and under the input "
-                f"file limit of {max_file_bytes:,} bytes: raise max_records_per_job or "
-                "shorten the records."
+                f"{n_records:,} records is below the batch job minimum of {self.min_records:,}."
             )
+        tail = np.concatenate(self._held) if self._held else np.zeros(0, np.int64)
+        at = 0
+        rest: list[tuple[int, int]] = []
+        while self._too_big is None and at < len(tail):
+            stop = self._cut(tail, at, final=True)
+            if stop is None:
+                break
+            rest.append((at, stop))
+            at = stop
+        if self._too_big is not None:
+            raise BatchInputError(self._too_big)
 
-    if max_num_jobs is not None and len(bounds) > max_num_jobs:
-        needed = -(-n_records // max_num_jobs)
-        raise BatchInputError(
-            f"{n_records:,} records need {len(bounds)} jobs at {max_records_per_job:,} per job, "
-            f"over max_num_jobs={max_num_jobs}: raise max_records_per_job to at least "
-            f"{needed:,}, raise max_num_jobs, or cap the rows with max_records_total."
-        )
-    return [Chunk(i + 1, s, e) for i, (s, e) in enumerate(bounds)]
+        def bytes_of(start: int, stop: int) -> int:
+            return int(tail[start:stop].sum(dtype=np.int64))
+
+        if len(self._settled) + len(rest) > 1 and rest[-1][1] - rest[-1][0] < self.min_records:
+            # (the last two are both in the tail: a settled job has two more after it)
+            (a, _), (_, b) = rest[-2], rest[-1]
+            total = b - a
+            if total >= 2 * self.min_records:
+                middle = a + (total + 1) // 2
+                rest[-2:] = [(a, middle), (middle, b)]
+            else:
+                rest[-2:] = [(a, b)]
+            if self.max_file_bytes is not None and any(
+                bytes_of(s, e) > self.max_file_bytes for s, e in rest[-2:]
+            ):
+                raise BatchInputError(
+                    "The last job cannot be kept above the record minimum and under the input "
+                    f"file limit of {self.max_file_bytes:,} bytes: raise max_records_per_job "
+                    "or shorten the records."
+                )
+
+        bounds = self._settled + [(self._start + s, self._start + e) for s, e in rest]
+        if self.max_num_jobs is not None and len(bounds) > self.max_num_jobs:
+            needed = -(-n_records // self.max_num_jobs)
+            raise BatchInputError(
+                f"{n_records:,} records need {len(bounds)} jobs at {self.max_records:,} per "
+                f"job, over max_num_jobs={self.max_num_jobs}: raise max_records_per_job to at "
+                f"least {needed:,}, raise max_num_jobs, or cap the rows with max_records_total."
+            )
+        self.job_bytes = self.job_bytes[: len(self._settled)] + [bytes_of(s, e) for s, e in rest]
+        return [Chunk(i + 1, s, e) for i, (s, e) in enumerate(bounds)]

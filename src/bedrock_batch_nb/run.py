@@ -46,7 +46,7 @@ from .aws import (
     gather_pieces,
     upload,
 )
-from .chunking import Chunk, plan_chunks
+from .chunking import Chunk, ChunkPlanner, plan_chunks
 from .collecting import (
     PARQUET_BATCH_ROWS,
     Results,
@@ -145,19 +145,33 @@ class Prepared:
     """What validation computes: how the records are cut into jobs.
 
     The request lines themselves are built per job while it is staged, so a run never holds
-    the whole rendered dataset.  ``sizes`` are the lines' estimated bytes (for planning
-    within the file-size limit; staging checks the real size), ``chars`` the characters of
-    every text sent (for the cost estimate)."""
+    the whole rendered dataset.  Jobs are planned within the file-size limit by each
+    record line's estimated bytes (staging checks the real size), given as a fixed part and
+    bytes per character (:meth:`BatchRun._bytes_per_char`), and kept only as each job's
+    total, ``job_bytes``; ``chars`` are the characters of every text sent (for the cost
+    estimate)."""
 
     chunks: list[Chunk]
-    sizes: npt.NDArray[Any]
-    """int32: four bytes a row (no record comes near 2 GiB; bigger ones are capped at
-    ``_MAX_RECORD``, which is over every file limit)."""
+    job_bytes: list[int]
+    records: int
     chars: int
+    fixed: int
+    per_char: float
 
-    @property
-    def records(self) -> int:
-        return len(self.sizes)
+    def estimate(self, lengths: npt.NDArray[Any]) -> npt.NDArray[np.int32]:
+        """The estimated bytes of the record lines of texts of ``lengths`` characters."""
+        return _estimated_bytes(lengths, self.fixed, self.per_char)
+
+
+def _estimated_bytes(
+    lengths: npt.NDArray[Any], fixed: int, per_char: float
+) -> npt.NDArray[np.int32]:
+    """Record lines' estimated bytes (int32: no record comes near 2 GiB; bigger ones are
+    capped at ``_MAX_RECORD``, which is over every file limit)."""
+    sizes: npt.NDArray[np.int32] = np.minimum(
+        fixed + np.ceil(lengths * per_char), _MAX_RECORD
+    ).astype(np.int32)
+    return sizes
 
 
 class BatchRun:
@@ -399,12 +413,16 @@ class BatchRun:
         values = ValueChecks(used, templated=template is not None)
         too_long = LengthChecks(self.adapter)
         chars = 0
-        per_char = 1.0
+        fixed, per_char = 0, 1.0
         complete = len(used) == len(template.fields) if template is not None else bool(used)
-        # each record line's estimated bytes, filled in place (the source is open whole
-        # since its columns were checked; parts joined at the end were a second copy)
-        sizes: npt.NDArray[np.int32] = np.empty(source.num_rows, np.int32)
-        done = 0
+        c = self.config
+        # the jobs, planned as the rows come by each record line's estimated bytes
+        planner = ChunkPlanner(
+            max_records_per_job=c.max_records_per_job,
+            min_records_per_job=c.min_records_per_job,
+            max_num_jobs=c.max_num_jobs,
+            max_file_bytes=c.max_input_file_bytes,
+        )
         if used or complete:  # (a template without placeholders still counts its rows)
             for start, batch in source.raw_batches(used or source.columns[:1]):
                 size = batch.num_rows if isinstance(batch, pa.Table) else len(batch)
@@ -413,27 +431,16 @@ class BatchRun:
                 if complete:
                     lengths = self.text_lengths(batch)
                     too_long.add(lengths, labels)
-                    if not done:
+                    if not planner.records:
                         fixed, per_char = self._bytes_per_char(_every_nth(batch, size // 500))
-                    estimate = np.minimum(fixed + np.ceil(lengths * per_char), _MAX_RECORD)
-                    sizes[done : done + size] = estimate
-                    done += size
+                    planner.add(_estimated_bytes(lengths, fixed, per_char))
                     chars += int(lengths.sum())
         problems += values.problems() + check_index(source.index, self.config)
         problems += too_long.problems()
         if problems:
             raise BatchInputError(problems)
-        sizes = sizes[:done]
-        c = self.config
-        chunks = plan_chunks(
-            len(sizes),
-            max_records_per_job=c.max_records_per_job,
-            min_records_per_job=c.min_records_per_job,
-            max_num_jobs=c.max_num_jobs,
-            record_bytes=sizes,
-            max_file_bytes=c.max_input_file_bytes,
-        )
-        return Prepared(chunks=chunks, sizes=sizes, chars=chars)
+        chunks = planner.finish()
+        return Prepared(chunks, planner.job_bytes, planner.records, chars, fixed, per_char)
 
     def text_lengths(self, rows: Rows) -> npt.NDArray[Any]:
         """Characters of the text sent for each row, without rendering it."""
@@ -850,11 +857,19 @@ class BatchRun:
         self, todo: npt.NDArray[Any], attempt: int, prepared: Prepared
     ) -> list[JobState]:
         c = self.config
+        # the records' estimated bytes, as validation estimated them (a batch read at a time)
+        step, columns = self.source.batch_rows, self.text_columns
+        lengths = np.concatenate(
+            [
+                self.text_lengths(self.source.take(todo[i : i + step].tolist(), columns))
+                for i in range(0, len(todo), step)
+            ]
+        )
         chunks = plan_chunks(
             len(todo),
             max_records_per_job=c.max_records_per_job,
             min_records_per_job=c.min_records_per_job,
-            record_bytes=prepared.sizes[todo],
+            record_bytes=prepared.estimate(lengths),
             max_file_bytes=c.max_input_file_bytes,
         )
         return [
@@ -1261,7 +1276,7 @@ class RunPlan:
         self.jobs = len(run._prepared.chunks)
 
     def frame(self) -> pd.DataFrame:
-        sizes = self._prepared.sizes
+        job_bytes = self._prepared.job_bytes
         frame: pd.DataFrame = pd.DataFrame(
             [
                 {
@@ -1269,9 +1284,9 @@ class RunPlan:
                     "records": ch.size,
                     "first_row": ch.start,
                     "last_row": ch.stop - 1,
-                    "input_bytes": int(sizes[ch.start : ch.stop].sum(dtype=np.int64)),
+                    "input_bytes": size,
                 }
-                for ch in self._prepared.chunks
+                for ch, size in zip(self._prepared.chunks, job_bytes, strict=True)
             ]
         )
         return frame
