@@ -288,6 +288,34 @@ def test_wide_rows_are_decoded_ahead_in_fewer_rows_a_batch(
     assert {*sizes} == {sources.BATCH_ROWS}  # short rows: BATCH_ROWS a batch
 
 
+def test_rows_taken_fewer_at_a_time_are_decoded_ahead_fewer_at_a_time(
+    numbered: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass that takes fewer rows at a time than the source's batches (a large embedding
+    run's results, joined 2,048 rows at a time) has them decoded ahead in batches of its
+    own size, not the source's, and reads the same rows; the source's own passes go on
+    as before."""
+    sizes: list[int] = []
+    iter_batches = pq.ParquetFile.iter_batches
+
+    def recorded(self: pq.ParquetFile, *args: object, **kwargs: object) -> object:
+        sizes.append(int(kwargs["batch_size"]))  # type: ignore[call-overload]
+        return iter_batches(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", recorded)
+    monkeypatch.setattr(sources, "BATCH_ROWS", 300)
+    source = open_source(numbered)
+    assert source.batch_rows == 300
+    parts = list(source.raw_batches(batch_rows=120))
+    assert [start for start, _ in parts] == list(range(0, 1000, 120))
+    assert pa.concat_tables(t for _, t in parts).column("n").to_pylist() == list(range(1000))
+    assert sizes and {*sizes} == {120}
+    assert source.batch_rows == 300  # (only while the pass lasts)
+    sizes.clear()
+    assert [len(t) for _, t in source.raw_batches()] == [300, 300, 300, 100]
+    assert {*sizes} == {300}
+
+
 def test_wide_rows_held_in_arrow_are_read_in_fewer_rows_a_batch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -1075,14 +1075,12 @@ class BatchRun:
         types = results.arrow_types()
         writer: pq.ParquetWriter | None = None
         schema: pa.Schema | None = None
-        total = self.num_rows
         written: concurrent.futures.Future[None] | None = None
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="write-results")
         try:
             step = results.batch_rows(min(PARQUET_BATCH_ROWS, self.source.batch_rows))
-            for start in range(0, total, step):
-                stop = min(start + step, total)
-                raw = self.source.read_raw(start, stop)  # (read once, whichever path joins)
+            # (read once, whichever path joins; and read ahead no more than a step's rows)
+            for start, raw in self.source.raw_batches(batch_rows=step):
                 table = None if schema is None else self._arrow_batch(results, raw, start, schema)
                 if table is None:
                     part = results.to_frame(self.source.labelled(raw, start), start)

@@ -112,6 +112,19 @@ class RowSource:
         an Arrow table's and a DataFrame's Arrow columns by their buffers)."""
         return self._batch_rows
 
+    @contextlib.contextmanager
+    def reading_by(self, rows: int) -> Iterator[None]:
+        """Within the block, read (and decode ahead) at most ``rows`` rows at a time: a
+        caller that takes fewer rows than :attr:`batch_rows` at a time (the results of
+        a large embedding run, 2,048 rows) then holds no more rows read ahead than it
+        takes."""
+        kept = self._batch_rows
+        self._batch_rows = max(1, min(rows, kept))
+        try:
+            yield
+        finally:
+            self._batch_rows = kept
+
     @property
     def index(self) -> pd.Index:
         index: pd.Index = pd.RangeIndex(self.num_rows)
@@ -148,11 +161,13 @@ class RowSource:
         self, columns: Sequence[str] | None = None, batch_rows: int | None = None
     ) -> Iterator[tuple[int, pd.DataFrame | pa.Table]]:
         """Every row, in order, as ``(first position, rows)`` from :meth:`read_raw`,
-        ``batch_rows`` at a time (None: :attr:`batch_rows`)."""
+        ``batch_rows`` at a time (None: :attr:`batch_rows`; fewer are also read ahead
+        fewer at a time: :meth:`reading_by`)."""
         total = self.num_rows
         step = batch_rows or self.batch_rows
-        for start in range(0, total, step):
-            yield start, self.read_raw(start, min(start + step, total), columns)
+        with self.reading_by(step):
+            for start in range(0, total, step):
+                yield start, self.read_raw(start, min(start + step, total), columns)
 
     def take(self, positions: Sequence[int], columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The rows at ``positions`` (in that order)."""
@@ -343,7 +358,7 @@ class ParquetSource(RowSource):
             self._index = labels[: self.num_rows]
         self._lock = threading.Lock()
         self._stream: Iterator[pa.RecordBatch] | None = None
-        self._stream_key: tuple[str, ...] | None = None
+        self._stream_key: tuple[tuple[str, ...], int] | None = None  # (columns, batch rows)
         self._pos = 0  # position of the first row of self._pending
         self._pending: pa.RecordBatch | None = None
 
@@ -376,7 +391,7 @@ class ParquetSource(RowSource):
         self._stream = _ReadAhead(
             functools.partial(_open_parquet, self.path), groups, names, self._batch_rows
         )
-        self._stream_key = tuple(names)
+        self._stream_key = (tuple(names), self._batch_rows)
         self._pos = int(self._group_starts[group])
         self._pending = None
 
@@ -389,7 +404,8 @@ class ParquetSource(RowSource):
     def _arrow(self, start: int, stop: int, names: list[str]) -> pa.Table:
         """Rows ``start`` to ``stop`` of ``names`` as an Arrow table, from the open stream."""
         with self._lock:
-            if self._stream is None or self._stream_key != tuple(names) or start < self._pos:
+            key = (tuple(names), self._batch_rows)
+            if self._stream is None or self._stream_key != key or start < self._pos:
                 self._open(start, names)
             parts: list[pa.RecordBatch] = []
             while self._pos < stop:
