@@ -254,14 +254,9 @@ def test_parquet_reads_in_any_order_and_by_position(
     assert list(picked.index) == ["id899", "id3", "id450", "id4", "id3"]
 
 
-def test_wide_rows_are_decoded_ahead_in_fewer_rows_a_batch(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The read-ahead decodes BATCH_ROWS rows a batch, fewer when that many rows would hold
-    over READ_AHEAD_BYTES (long documents), and reads give the same rows either way."""
-    texts = [f"doc {i} " + "x" * 5_000 for i in range(600)]
-    path = tmp_path / "wide.parquet"
-    pd.DataFrame({"doc": texts, "n": range(600)}).to_parquet(path, row_group_size=256)
+@pytest.fixture
+def decoded_batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The rows a batch of every Parquet batch stream opened from now on (its read-ahead's)."""
     sizes: list[int] = []
     iter_batches = pq.ParquetFile.iter_batches
 
@@ -270,6 +265,18 @@ def test_wide_rows_are_decoded_ahead_in_fewer_rows_a_batch(
         return iter_batches(self, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(pq.ParquetFile, "iter_batches", recorded)
+    return sizes
+
+
+def test_wide_rows_are_decoded_ahead_in_fewer_rows_a_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decoded_batch_sizes: list[int]
+) -> None:
+    """The read-ahead decodes BATCH_ROWS rows a batch, fewer when that many rows would hold
+    over READ_AHEAD_BYTES (long documents), and reads give the same rows either way."""
+    texts = [f"doc {i} " + "x" * 5_000 for i in range(600)]
+    path = tmp_path / "wide.parquet"
+    pd.DataFrame({"doc": texts, "n": range(600)}).to_parquet(path, row_group_size=256)
+    sizes = decoded_batch_sizes
     monkeypatch.setattr(sources, "READ_AHEAD_BYTES", 100_000)  # about 20 of these rows
     wide = open_source(path)
     got = pd.concat([wide.read(start, start + 250) for start in range(0, 600, 250)])
@@ -289,20 +296,13 @@ def test_wide_rows_are_decoded_ahead_in_fewer_rows_a_batch(
 
 
 def test_rows_taken_fewer_at_a_time_are_decoded_ahead_fewer_at_a_time(
-    numbered: Path, monkeypatch: pytest.MonkeyPatch
+    numbered: Path, monkeypatch: pytest.MonkeyPatch, decoded_batch_sizes: list[int]
 ) -> None:
     """A pass that takes fewer rows at a time than the source's batches (a large embedding
     run's results, joined 2,048 rows at a time) has them decoded ahead in batches of its
     own size, not the source's, and reads the same rows; the source's own passes go on
     as before."""
-    sizes: list[int] = []
-    iter_batches = pq.ParquetFile.iter_batches
-
-    def recorded(self: pq.ParquetFile, *args: object, **kwargs: object) -> object:
-        sizes.append(int(kwargs["batch_size"]))  # type: ignore[call-overload]
-        return iter_batches(self, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(pq.ParquetFile, "iter_batches", recorded)
+    sizes = decoded_batch_sizes
     monkeypatch.setattr(sources, "BATCH_ROWS", 300)
     source = open_source(numbered)
     assert source.batch_rows == 300
