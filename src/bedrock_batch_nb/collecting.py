@@ -109,6 +109,12 @@ class _AnswersFile:
         if hasattr(self, "_lock"):  # (not when opening the file failed)
             self.close()
 
+    def _opened(self) -> io.FileIO:
+        """The file, while it is open (the lock held)."""
+        if self._file is None:
+            raise RuntimeError("the answers' file is closed")
+        return self._file
+
 
 class SpilledValues(_AnswersFile):
     """Answers of text kept in a local file instead of memory (for a large run): each
@@ -166,14 +172,8 @@ class SpilledValues(_AnswersFile):
 
     def _append(self, data: bytes | memoryview) -> int:
         """Write ``data`` at the file's end; where it starts (the lock held)."""
-        file = self._file
-        if file is None:
-            raise RuntimeError("the answers' file is closed")
         start = self._end
-        file.seek(start)
-        view = memoryview(data)
-        while view:  # (a raw write may take part of it)
-            view = view[file.write(view) or 0 :]
+        _write_at(self._opened(), data, start)
         self._end = start + len(data)
         return start
 
@@ -189,9 +189,7 @@ class SpilledValues(_AnswersFile):
             # (in Arrow's pool, as the rest of the batch's arrays: returned to it with them)
             data = pa.allocate_buffer(int(bounds[-1]))
             if data.size:
-                file = self._file
-                if file is None:
-                    raise RuntimeError("the answers' file is closed")
+                file = self._opened()
                 # Read answer by answer, straight into the buffer (a mapping of the file
                 # would put the pages around each answer in the RSS too, 118 MiB for
                 # 10,000 answers of 2.4 KB).
@@ -224,6 +222,14 @@ class SpilledValues(_AnswersFile):
             for i in range(0, len(answers), CONVERT_ROWS)
             for value in _python_values(answers.slice(i, CONVERT_ROWS))
         ]
+
+
+def _write_at(file: io.FileIO, data: bytes | memoryview, offset: int) -> None:
+    """Write all of ``data`` to ``file`` at ``offset`` (a raw write may take part of it)."""
+    file.seek(offset)
+    view = memoryview(data)
+    while view:
+        view = view[file.write(view) or 0 :]
 
 
 def _read_at(file: io.FileIO, into: memoryview, offset: int) -> None:
@@ -295,9 +301,7 @@ class SpilledVectors(_AnswersFile):
 
     def _write(self, positions: npt.NDArray[np.int64], rows: npt.NDArray[np.float64]) -> None:
         with self._lock:
-            file = self._file
-            if file is None:
-                raise RuntimeError("the answers' file is closed")
+            file = self._opened()
             if self.dimensions is None:
                 self.dimensions = rows.shape[1]
             if rows.shape[1] != self.dimensions:
@@ -313,9 +317,7 @@ class SpilledVectors(_AnswersFile):
             width = self.dimensions * 8
             for lo, hi in zip([0, *breaks.tolist()], [*breaks.tolist(), len(found)], strict=True):
                 data = np.ascontiguousarray(ordered[lo:hi]).data.cast("B")
-                file.seek(int(found[lo]) * width)
-                while data:  # (a raw write may take part of it)
-                    data = data[file.write(data) or 0 :]
+                _write_at(file, data, int(found[lo]) * width)
             self._where[found] = self._IN_FILE
             for pos in found[np.isin(found, list(self._held))].tolist() if self._held else []:
                 del self._held[pos]
