@@ -95,7 +95,7 @@ def test_a_streamed_dataset_is_previewed_from_its_start_and_read_whole_once(
             yield {"text": f"row {i}", "n": i}
 
     monkeypatch.setattr(sources, "BATCH_ROWS", 700)  # the pass in several batches
-    monkeypatch.setattr(sources, "GIVE_BACK_BYTES", 1)  # Arrow's pool emptied after each
+    monkeypatch.setattr(sources, "GIVE_BACK_BYTES", 1)  # the pool emptied after each batch
     streamed = datasets.IterableDataset.from_generator(rows)
     source = open_source(streamed, max_records_total=4000)
     assert list(source.head(3)["text"]) == ["row 0", "row 1", "row 2"]
