@@ -29,7 +29,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-bench: $(STAMP)  ## the benchmarks of issue 5, medians of 3 fresh processes (about an hour; BENCH_ARGS=...)
+bench: $(STAMP)  ## the benchmarks of issue 5, medians of 3 fresh processes (25-55 minutes; BENCH_ARGS=...)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 bench-smoke: $(STAMP)  ## every benchmark once at a tiny size (seconds), so that they cannot rot
