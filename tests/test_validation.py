@@ -80,6 +80,8 @@ def test_too_few_rows_suggests_on_demand() -> None:
     msg = problems_of(BatchRun(topics(40), CLAUDE, "Joke about {topic}"))
     assert "Only 40 row(s)" in msg and "at least 100 records" in msg
     assert "preview(n=40, invoke=True)" in msg
+    empty = problems_of(BatchRun(topics(40).iloc[:0], CLAUDE, "Joke about {topic}"))
+    assert "The data has no rows." in empty and "preview" not in empty
 
 
 def test_result_column_clash_and_duplicate_index() -> None:

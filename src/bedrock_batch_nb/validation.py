@@ -221,7 +221,9 @@ def check_index(index: pd.Index, config: RunConfig) -> list[str]:
             f"The index has duplicate labels ({_rows_named(index, dup)}): results are "
             "joined back by row, so make it unique first (e.g. df.reset_index())."
         )
-    if len(index) < config.min_records_per_job:
+    if not len(index):
+        problems.append("The data has no rows.")
+    elif len(index) < config.min_records_per_job:
         problems.append(
             f"Only {len(index):,} row(s): a Bedrock batch job needs at least "
             f"{config.min_records_per_job:,} records. For a few rows use on-demand calls "
