@@ -21,6 +21,7 @@ test: $(STAMP)  ## the whole test suite, lint and type checks, and a smoke run o
 	$(BIN)/mypy
 	$(BIN)/pytest
 	$(BIN)/python benchmarks/run.py --smoke
+	$(BIN)/python benchmarks/first_clients.py --repeats 1
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks
@@ -34,6 +35,7 @@ bench: $(STAMP)  ## the benchmarks of issue 5, medians of 3 fresh processes (25-
 
 bench-smoke: $(STAMP)  ## every benchmark once at a tiny size (seconds), so that they cannot rot
 	$(BIN)/python benchmarks/run.py --smoke
+	$(BIN)/python benchmarks/first_clients.py --repeats 1
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

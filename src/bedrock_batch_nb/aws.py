@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import boto3
+import botocore.exceptions
 import botocore.loaders
 import botocore.session
 import botocore.utils
@@ -65,6 +66,35 @@ class Clients:
         )
 
 
+def load_client_models() -> None:
+    """Parse now, on this thread, what creating a run's clients parses (their service
+    models and endpoint rules, into the loader every run shares: :func:`_shared_loader`).
+    ``%load_ext bedrock_batch_nb`` and :func:`notebook.form` call it, so that a notebook's
+    first run does not parse them on its background thread while the kernel's event loop
+    waits for the GIL (98-166 ms on a slow 2-core machine: benchmarks/first_clients.py).
+    Once a process; makes no request and reads no credentials; a configuration botocore
+    cannot read is left for the run to report."""
+    global _MODELS_PARSED
+    if _MODELS_PARSED:
+        return
+    _MODELS_PARSED = True
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _shared_loader())
+    try:
+        session = boto3.session.Session(
+            botocore_session=core,
+            region_name="us-east-1",
+            aws_access_key_id="unused",
+            aws_secret_access_key="unused",
+        )
+        session.client("bedrock", config=RETRY_CONFIG)
+        session.client("bedrock-runtime", config=RETRY_CONFIG)
+        session.client("s3", config=S3_CONFIG)
+    except botocore.exceptions.BotoCoreError:
+        pass  # (a profile or config file it cannot read: the run's own clients say so)
+
+
+_MODELS_PARSED = False
 _LOADER: botocore.loaders.Loader | None = None
 _LOADER_LOCK = threading.Lock()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -417,3 +419,32 @@ def test_resume_of_an_unknown_run_is_one_usage_error(
 ) -> None:
     with pytest.raises(UsageError, match="No run 'nope-1'"):
         ip.run_line_magic("bedrock_batch", "--resume nope-1")
+
+
+FIRST_RUN_PARSES = """
+import os, sys
+os.environ.update({"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x",
+                   "AWS_SECRET_ACCESS_KEY": "x"})
+from botocore.loaders import JSONFileLoader
+from IPython.core.interactiveshell import InteractiveShell
+from bedrock_batch_nb.aws import Clients
+
+if sys.argv[1] == "load_ext":
+    InteractiveShell.instance().run_line_magic("load_ext", "bedrock_batch_nb")
+parsed = []
+load_file = JSONFileLoader.load_file
+JSONFileLoader.load_file = lambda self, path, *a: parsed.append(path) or load_file(self, path, *a)
+Clients.create()  # what a run's thread does first
+print(len(parsed))
+"""
+
+
+@pytest.mark.parametrize("loaded", [True, False])
+def test_load_ext_parses_the_clients_models_so_a_first_run_does_not(loaded: bool) -> None:
+    # In a fresh interpreter: the models botocore parses (JSON, holding the GIL) when a
+    # process's first clients are created; a run creates its clients on its own thread,
+    # where the parse would stall the kernel's event loop.
+    argv = [sys.executable, "-c", FIRST_RUN_PARSES, "load_ext" if loaded else "none"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True)
+    parsed = int(done.stdout.split()[-1])
+    assert parsed == 0 if loaded else parsed > 0, done.stdout

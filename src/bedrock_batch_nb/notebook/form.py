@@ -18,6 +18,7 @@ from typing import Any
 import ipywidgets as w  # type: ignore[import-untyped]
 import pandas as pd
 
+from ..aws import load_client_models
 from ..errors import BatchInputError, BedrockBatchError
 from ..models import resolve_adapter
 from ..pricing import estimate
@@ -544,6 +545,7 @@ def form(
         shell = get_ipython()  # type: ignore[no-untyped-call,unused-ignore]
         ns = shell.user_ns if shell is not None else {}
     name = data if isinstance(data, str) else None
+    load_client_models()  # (not under the first Launch: see aws.load_client_models)
     return BatchForm(
         None if isinstance(data, str) else data,
         name=name,

@@ -25,6 +25,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, magics_class
 from traitlets import Bool, Dict, Int, Unicode
 
+from ..aws import load_client_models
 from ..config import option_names, unknown_option
 from ..errors import BedrockBatchError
 from ..pricing import CostEstimate, estimate
@@ -442,6 +443,9 @@ def user_message(exc: BaseException) -> str:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext bedrock_batch_nb``: register the magics (configurable via %config)."""
+    """``%load_ext bedrock_batch_nb``: register the magics (configurable via %config), and
+    parse the AWS clients' models now rather than under the first run (see
+    :func:`aws.load_client_models`)."""
     ipython.register_magics(BedrockBatchMagic(shell=ipython))
+    load_client_models()
     collect_what_imports_left()
