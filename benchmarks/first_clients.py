@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any
 
-TICK_S = 0.010
+from stalls import TICK_S
 
 
 async def _watch(work: threading.Thread, finished: threading.Event) -> dict[str, float]:

@@ -11,6 +11,7 @@ or :func:`upload_pieces` for a job's input built as it is sent.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import io
 import os
@@ -53,12 +54,14 @@ class Clients:
     s3: Any
 
     @classmethod
-    def create(cls, region: str | None = None) -> Clients:
-        core = botocore.session.get_session()  # (a session of the run's own)
+    def create(cls, region: str | None = None, **credentials: str) -> Clients:
+        """A run's clients, in a session of its own (``credentials``: explicit keys
+        instead of the standard chain)."""
+        core = botocore.session.get_session()
         core.register_component("data_loader", _shared_loader())
         parsers = core.get_component("response_parser_factory")
         parsers.set_parser_defaults(timestamp_parser=parse_timestamp)
-        session = boto3.session.Session(botocore_session=core, region_name=region)
+        session = boto3.session.Session(botocore_session=core, region_name=region, **credentials)
         return cls(
             bedrock=session.client("bedrock", config=RETRY_CONFIG),
             runtime=session.client("bedrock-runtime", config=RETRY_CONFIG),
@@ -78,20 +81,9 @@ def load_client_models() -> None:
     if _MODELS_PARSED:
         return
     _MODELS_PARSED = True
-    core = botocore.session.get_session()
-    core.register_component("data_loader", _shared_loader())
-    try:
-        session = boto3.session.Session(
-            botocore_session=core,
-            region_name="us-east-1",
-            aws_access_key_id="unused",
-            aws_secret_access_key="unused",
-        )
-        session.client("bedrock", config=RETRY_CONFIG)
-        session.client("bedrock-runtime", config=RETRY_CONFIG)
-        session.client("s3", config=S3_CONFIG)
-    except botocore.exceptions.BotoCoreError:
-        pass  # (a profile or config file it cannot read: the run's own clients say so)
+    # (a profile or config file botocore cannot read: the run's own clients say so)
+    with contextlib.suppress(botocore.exceptions.BotoCoreError):
+        Clients.create("us-east-1", aws_access_key_id="unused", aws_secret_access_key="unused")
 
 
 _MODELS_PARSED = False
