@@ -109,6 +109,66 @@ def test_a_streamed_dataset_is_previewed_from_its_start_and_read_whole_once(
     assert produced == produced_once  # read from the pass's file, not streamed again
 
 
+def parquet_stream(tmp_path: Path) -> tuple[object, list[int]]:
+    """``load_dataset(..., streaming=True)`` over two Parquet files of 150-row row groups
+    (900 rows), and the ``n`` of its rows in the order the files hold them."""
+    import datasets
+
+    files = []
+    for part in range(2):
+        n = list(range(part * 450, (part + 1) * 450))
+        table = pa.table({"text": [f"row {i}" for i in n], "n": n})
+        files.append(str(tmp_path / f"part-{part}.parquet"))
+        pq.write_table(table, files[-1], row_group_size=150)
+    streamed = datasets.load_dataset("parquet", data_files=files, split="train", streaming=True)
+    return streamed, list(range(900))
+
+
+def passes_over(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of shards of each dataset a streamed pass reads, as the pass goes."""
+    shards: list[int] = []
+    read = sources._hf_tables
+
+    def counted(data: object, batch_rows: int) -> Iterator[pa.Table]:
+        shards.append(data.num_shards)  # type: ignore[attr-defined]
+        return read(data, batch_rows)
+
+    monkeypatch.setattr(sources, "_hf_tables", counted)
+    return shards
+
+
+def test_a_streamed_parquet_dataset_is_read_a_row_group_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file is one scan per shard, and Arrow keeps what a scan has read until it ends:
+    with a shard per row group, the pass holds one row group at a time, rows in order."""
+    streamed, order = parquet_stream(tmp_path)
+    shards = passes_over(monkeypatch)
+    source = open_source(streamed)
+    assert list(source.frame()["n"]) == order
+    assert source.read(449, 451)["text"].tolist() == ["row 449", "row 450"]
+    split = getattr(streamed, "reshard", None)  # (datasets releases of 2026 on)
+    assert shards == [split().num_shards if split else streamed.num_shards]  # type: ignore[attr-defined]
+    assert streamed.num_shards == 2 and (split is None or shards == [6])  # type: ignore[attr-defined]
+
+
+def test_a_shuffled_or_split_streamed_dataset_keeps_its_own_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Splitting it further would change which rows come in which order: a shuffled stream
+    (its shards and a buffer shuffled), a node's part of one; read as they are."""
+    import datasets.distributed
+
+    streamed, _ = parquet_stream(tmp_path)
+    shuffled = streamed.shuffle(seed=3, buffer_size=100)  # type: ignore[attr-defined]
+    node = datasets.distributed.split_dataset_by_node(streamed, rank=1, world_size=3)
+    shards = passes_over(monkeypatch)
+    for data in (shuffled, node):
+        own = [row["n"] for row in data]
+        assert list(open_source(data).frame()["n"]) == own
+    assert shards == [2, 2]
+
+
 def test_a_streamed_dataset_that_fails_midway_says_why() -> None:
     import datasets
 

@@ -1126,11 +1126,57 @@ def _from_hf_iterable(data: Any, limit: int | None) -> RowSource:
 
 def _write_streamed(data: Any, target: str) -> None:
     """A streamed dataset's rows, in one pass, as the Parquet file ``target``."""
-    tables = _giving_back(_hf_tables(data, BATCH_ROWS))
+    tables = _giving_back(_hf_tables(_by_row_group(data), BATCH_ROWS))
     first = next(tables, None)
     if first is None:
         raise BatchInputError("The streamed Hugging Face dataset has no rows.")
     _write_tables(itertools.chain([first], tables), first.schema, target)
+
+
+_SAME_TABLES = frozenset(
+    {
+        "ArrowExamplesIterable",
+        "ExamplesIterable",
+        "RebatchedArrowExamplesIterable",
+        "SelectColumnsIterable",
+        "MappedExamplesIterable",
+        "FilteredExamplesIterable",
+        "SkipExamplesIterable",
+        "TakeExamplesIterable",
+        "FormattedExamplesIterable",
+        "TypedExamplesIterable",
+        "VerticallyConcatenatedMultiSourcesExamplesIterable",
+        "HorizontallyConcatenatedMultiSourcesExamplesIterable",
+    }
+)
+"""The steps of a streamed dataset (``datasets``' examples iterables) that pass on the
+tables they are given in the same order however many shards their source has."""
+
+
+def _by_row_group(data: Any) -> Any:
+    """A streamed dataset read a Parquet row group at a time (``IterableDataset.reshard``,
+    in ``datasets`` releases of 2026 on), when that gives the same rows in the same order:
+    no step that shuffles, interleaves or splits by shard (``shuffle``, ``set_epoch``,
+    ``split_dataset_by_node``).  A shard per file is one scan of the file, and Arrow's
+    pre-buffering (on unless the dataset was loaded with ``fragment_scan_options`` saying
+    otherwise) keeps what it has read of the file until the scan ends: 2.2 million
+    SimpleCoT rows in one Parquet file of 22 row groups held 1.7 GiB by the end of the
+    pass, against 0.45 GiB a row group at a time.  Otherwise, ``data`` as it is."""
+    reshard = getattr(data, "reshard", None)
+    if reshard is None or getattr(data, "_distributed", None) or getattr(data, "epoch", 0):
+        return data
+    steps: list[Any] = [getattr(data, "_ex_iterable", None)]
+    while steps:
+        step = steps.pop()
+        if type(step).__name__ not in _SAME_TABLES:
+            return data
+        steps.extend(getattr(step, "ex_iterables", ()))
+        if hasattr(step, "ex_iterable"):
+            steps.append(step.ex_iterable)
+    try:
+        return reshard()
+    except Exception:  # (a source it does not know how to split further)
+        return data
 
 
 def _giving_back(tables: Iterable[pa.Table]) -> Iterator[pa.Table]:
