@@ -156,17 +156,22 @@ def test_a_shuffled_or_split_streamed_dataset_keeps_its_own_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Splitting it further would change which rows come in which order: a shuffled stream
-    (its shards and a buffer shuffled), a node's part of one; read as they are."""
+    (its shards and a buffer shuffled, at its epoch), a node's part of one; read as they
+    are, in the order the dataset itself gives."""
     import datasets.distributed
 
     streamed, _ = parquet_stream(tmp_path)
     shuffled = streamed.shuffle(seed=3, buffer_size=100)  # type: ignore[attr-defined]
+    later = streamed.shuffle(seed=3, buffer_size=100)  # type: ignore[attr-defined]
+    later.set_epoch(2)  # (its shards and buffer shuffled another way)
     node = datasets.distributed.split_dataset_by_node(streamed, rank=1, world_size=3)
     shards = passes_over(monkeypatch)
-    for data in (shuffled, node):
+    for data in (shuffled, later, node):
         own = [row["n"] for row in data]
         assert list(open_source(data).frame()["n"]) == own
-    assert shards == [2, 2]
+        assert list(open_source(data).head(5)["n"]) == own[:5]  # a preview's rows
+        assert list(load_rows(data, max_records_total=50)["n"]) == own[:50]
+    assert len(shards) == 9 and set(shards) == {2}  # (each read: the dataset as it is)
 
 
 def test_a_streamed_dataset_that_fails_midway_says_why() -> None:

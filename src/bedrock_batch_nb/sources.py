@@ -1103,35 +1103,50 @@ def _from_hf_iterable(data: Any, limit: int | None) -> RowSource:
     before anything is streamed); anything more streams it once, ``BATCH_ROWS`` rows at a
     time, into a temporary Parquet file that every later read comes from (a run reads its
     rows more than once: to validate, to build, to retry, to join the answers)."""
-    if limit is not None:
-        data = data.take(limit)
 
-    def first_rows(n: int) -> pd.DataFrame | None:
-        tables = _hf_tables(data.take(n), max(n, 1))
+    def first_rows(n: int) -> pd.DataFrame | None:  # (n: at most the limit)
+        tables = _hf_tables(data, max(n, 1))
         try:
             table = next(tables, None)
         finally:
             tables.close()
         if table is None:
             return None  # no rows: the whole pass says so
+        table = table.slice(0, n)
         return _to_pandas(table, pd.RangeIndex(table.num_rows))
 
     def open_whole() -> RowSource:
         target = _TempFile(suffix=".parquet")
-        _write_streamed(data, target.name)
+        _write_streamed(data, target.name, limit)
         return ParquetSource(target.name, None, keep=target)
 
     columns = data.column_names  # (None when its features are not declared)
     return DeferredSource(first_rows, open_whole, limit, None if columns is None else [*columns])
 
 
-def _write_streamed(data: Any, target: str) -> None:
-    """A streamed dataset's rows, in one pass, as the Parquet file ``target``."""
-    tables = _giving_back(_hf_tables(_by_row_group(data), BATCH_ROWS))
-    first = next(tables, None)
-    if first is None:
-        raise BatchInputError("The streamed Hugging Face dataset has no rows.")
-    _write_tables(itertools.chain([first], tables), first.schema, target)
+def _write_streamed(data: Any, target: str, limit: int | None = None) -> None:
+    """A streamed dataset's rows (its first ``limit``), in one pass, as the Parquet file
+    ``target``."""
+    tables = _hf_tables(_by_row_group(data), BATCH_ROWS)
+    try:
+        kept = _giving_back(tables if limit is None else _first_of(tables, limit))
+        first = next(kept, None)
+        if first is None:
+            raise BatchInputError("The streamed Hugging Face dataset has no rows.")
+        _write_tables(itertools.chain([first], kept), first.schema, target)
+    finally:
+        tables.close()  # (a limit reached: the stream is read no further)
+
+
+def _first_of(tables: Iterable[pa.Table], rows: int) -> Iterator[pa.Table]:
+    """The first ``rows`` rows of ``tables``, which are read no further than that."""
+    if rows <= 0:
+        return
+    for table in tables:
+        yield table.slice(0, rows)
+        rows -= table.num_rows
+        if rows <= 0:
+            return
 
 
 _SAME_TABLES = frozenset(
@@ -1192,11 +1207,24 @@ def _giving_back(tables: Iterable[pa.Table]) -> Iterator[pa.Table]:
             passed = 0
 
 
+def _at_epoch_of(data: Any, derived: Any) -> Any:
+    """``derived`` (``data.with_format(...)``) at ``data``'s epoch, which ``datasets`` 5.2
+    does not carry over: a shuffled stream gives its rows in another order at each epoch
+    (``set_epoch``), and a run reads them in the order ``data`` gives.  (Nor is ``take``
+    used to read a stream's first rows: on a node's part of a stream,
+    ``split_dataset_by_node``, it takes the first rows of the whole stream, then the
+    node's among them.)"""
+    epoch = getattr(data, "epoch", 0)
+    if epoch and getattr(derived, "epoch", epoch) != epoch:
+        derived.set_epoch(epoch)
+    return derived
+
+
 def _hf_tables(data: Any, batch_rows: int) -> Generator[pa.Table, None, None]:
     """A streamed dataset's rows as Arrow tables of ``batch_rows`` rows (its reading errors
-    as :class:`BatchInputError`)."""
+    as :class:`BatchInputError`), in the order it gives them (:func:`_at_epoch_of`)."""
     try:
-        yield from data.with_format("arrow").iter(batch_size=batch_rows)
+        yield from _at_epoch_of(data, data.with_format("arrow")).iter(batch_size=batch_rows)
     except Exception as exc:  # the hub, files, the dataset's own map functions
         raise BatchInputError(f"Cannot read the streamed dataset: {_short(exc)}") from exc
 
