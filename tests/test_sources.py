@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,6 +151,32 @@ def test_a_streamed_parquet_dataset_is_read_a_row_group_at_a_time(
     split = getattr(streamed, "reshard", None)  # (datasets releases of 2026 on)
     assert shards == [split().num_shards if split else streamed.num_shards]  # type: ignore[attr-defined]
     assert streamed.num_shards == 2 and (split is None or shards == [6])  # type: ignore[attr-defined]
+
+
+def bytes_read() -> int:
+    """What this process has read so far (Linux's count of bytes read, cached or not)."""
+    with open("/proc/self/io") as counters:
+        return next(int(line.split()[1]) for line in counters if line.startswith("rchar:"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="Linux's I/O counters")
+def test_a_streamed_parquet_dataset_is_previewed_from_its_first_row_group(
+    tmp_path: Path,
+) -> None:
+    """A preview of a streamed file reads its first row group, not the file: a scan of the
+    whole file fetches every row group ahead (a dataset on the Hub: downloads it), and
+    left unfinished, pyarrow may abort or hang as the process exits."""
+    import datasets
+
+    path = tmp_path / "rows.parquet"
+    texts = [hashlib.sha256(str(i).encode()).hexdigest() * 6 for i in range(24_000)]
+    pq.write_table(pa.table({"text": texts, "n": range(24_000)}), path, row_group_size=1_000)
+    streamed = datasets.load_dataset("parquet", data_files=str(path), split="train", streaming=True)
+    source = open_source(streamed)
+    before = bytes_read()
+    assert list(source.head(5)["n"]) == [0, 1, 2, 3, 4]
+    read = bytes_read() - before
+    assert read < path.stat().st_size / 4  # (24 row groups: the first, and the footer)
 
 
 def test_a_shuffled_or_split_streamed_dataset_keeps_its_own_order(
