@@ -93,6 +93,11 @@ def describe_source(data: Any) -> str:
         return f"DataFrame ({len(data):,} rows)"
     if isinstance(data, str | os.PathLike):
         return str(data)
+    kind = _hf_kind(data)
+    if kind == "iterable":
+        return "the streamed Hugging Face dataset"
+    if kind == "dataset":
+        return f"Hugging Face dataset ({len(data):,} rows)"
     return type(data).__name__
 
 
