@@ -159,6 +159,45 @@ def bytes_read() -> int:
         return next(int(line.split()[1]) for line in counters if line.startswith("rchar:"))
 
 
+def test_a_preview_of_a_streamed_dataset_shows_its_first_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Previewed from its first file alone (only that file's footer read first, not every
+    file's) where that gives the same first rows; otherwise a row group at a time over
+    all its files. Either way, the rows the dataset itself starts with."""
+    import datasets
+
+    streamed, _ = parquet_stream(tmp_path)  # two files of 450 rows
+    split: list[int] = []
+    by_row_group = sources._by_row_group
+
+    def counted(data: object) -> object:
+        split.append(data.num_shards)  # type: ignore[attr-defined]
+        return by_row_group(data)
+
+    monkeypatch.setattr(sources, "_by_row_group", counted)
+    pipelines = {
+        "as loaded": (streamed, 1),
+        "columns": (streamed.select_columns(["n"]), 1),  # type: ignore[attr-defined]
+        "skipped": (streamed.skip(448), 2),  # type: ignore[attr-defined]
+        "mapped": (streamed.map(lambda b: {"m": [n * 2 for n in b["n"]]}, batched=True), 2),  # type: ignore[attr-defined]
+        "concatenated": (datasets.concatenate_datasets([streamed.take(3), streamed]), 4),  # type: ignore[attr-defined, list-item]
+    }
+    for name, (data, shards_split) in pipelines.items():
+        split.clear()
+        own = [row["n"] for row, _ in zip(data, range(5), strict=False)]
+        assert list(open_source(data).head(5)["n"]) == own, name
+        assert split == [shards_split], name
+    # a first file of fewer rows than the preview's: then over all the files
+    files = [str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")]
+    pq.write_table(pa.table({"n": [0, 1, 2]}), files[0])
+    pq.write_table(pa.table({"n": range(3, 13)}), files[1])
+    split.clear()
+    small_first = datasets.load_dataset("parquet", data_files=files, split="train", streaming=True)
+    assert list(open_source(small_first).head(5)["n"]) == [0, 1, 2, 3, 4]
+    assert split == [1, 2]
+
+
 @pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="Linux's I/O counters")
 def test_a_streamed_parquet_dataset_is_previewed_from_its_first_row_group(
     tmp_path: Path,

@@ -1110,14 +1110,12 @@ def _from_hf_iterable(data: Any, limit: int | None) -> RowSource:
     rows more than once: to validate, to build, to retry, to join the answers)."""
 
     def first_rows(n: int) -> pd.DataFrame | None:  # (n: at most the limit)
-        tables = _hf_tables(_by_row_group(data), max(n, 1))
-        try:
-            table = next(tables, None)
-        finally:
-            tables.close()
+        first = _in_first_file(data)
+        table = _first_table(first, n)
+        if first is not data and (table is None or table.num_rows < n):
+            table = _first_table(_by_row_group(data), n)  # (a first file of fewer rows)
         if table is None:
             return None  # no rows: the whole pass says so
-        table = table.slice(0, n)
         return _to_pandas(table, pd.RangeIndex(table.num_rows))
 
     def open_whole() -> RowSource:
@@ -1141,6 +1139,16 @@ def _write_streamed(data: Any, target: str, limit: int | None = None) -> None:
         _write_tables(itertools.chain([first], kept), first.schema, target)
     finally:
         tables.close()  # (a limit reached: the stream is read no further)
+
+
+def _first_table(data: Any, rows: int) -> pa.Table | None:
+    """The first ``rows`` rows of a streamed dataset (fewer if it has fewer; None: none)."""
+    tables = _hf_tables(data, max(rows, 1))
+    try:
+        table = next(tables, None)
+    finally:
+        tables.close()
+    return None if table is None else table.slice(0, rows)
 
 
 def _first_of(tables: Iterable[pa.Table], rows: int) -> Iterator[pa.Table]:
@@ -1172,6 +1180,35 @@ _SAME_TABLES = frozenset(
 )
 """The steps of a streamed dataset (``datasets``' examples iterables) that pass on the
 tables they are given in the same order however many shards their source has."""
+_FIRST_FILE_SAME = frozenset(
+    {
+        "ArrowExamplesIterable",
+        "ExamplesIterable",
+        "RebatchedArrowExamplesIterable",
+        "SelectColumnsIterable",
+        "FormattedExamplesIterable",
+        "TypedExamplesIterable",
+    }
+)
+"""Those whose first rows are those of their source's first shard alone (``skip`` and
+``take`` split their count between the shards they are cut into; a concatenation goes
+on to another dataset's rows; a batched ``map`` or ``filter`` may see other batches)."""
+
+
+def _splittable(data: Any, steps_known: frozenset[str]) -> bool:
+    """Whether every step of the streamed dataset ``data`` is one of ``steps_known``, and
+    its order is not set by an epoch or a split between nodes."""
+    if getattr(data, "_distributed", None) or getattr(data, "epoch", 0):
+        return False
+    steps: list[Any] = [getattr(data, "_ex_iterable", None)]
+    while steps:
+        step = steps.pop()
+        if type(step).__name__ not in steps_known:
+            return False
+        steps.extend(getattr(step, "ex_iterables", ()))
+        if hasattr(step, "ex_iterable"):
+            steps.append(step.ex_iterable)
+    return True
 
 
 def _by_row_group(data: Any) -> Any:
@@ -1186,20 +1223,27 @@ def _by_row_group(data: Any) -> Any:
     group, not the whole file ahead (and leaves no reads in flight for pyarrow to trip
     over at exit: apache/arrow#45214).  Otherwise, ``data`` as it is."""
     reshard = getattr(data, "reshard", None)
-    if reshard is None or getattr(data, "_distributed", None) or getattr(data, "epoch", 0):
+    if reshard is None or not _splittable(data, _SAME_TABLES):
         return data
-    steps: list[Any] = [getattr(data, "_ex_iterable", None)]
-    while steps:
-        step = steps.pop()
-        if type(step).__name__ not in _SAME_TABLES:
-            return data
-        steps.extend(getattr(step, "ex_iterables", ()))
-        if hasattr(step, "ex_iterable"):
-            steps.append(step.ex_iterable)
     try:
         return reshard()
     except Exception:  # (a source it does not know how to split further)
         return data
+
+
+def _in_first_file(data: Any) -> Any:
+    """For a preview: the streamed dataset's first shard (its first file) read a row group
+    at a time, so that only that file's footer is read first, not every file's as
+    :func:`_by_row_group` of the whole reads them (a request each on the Hub); when that
+    does not give the same first rows (:data:`_FIRST_FILE_SAME`), :func:`_by_row_group`."""
+    shards = getattr(data, "num_shards", 1)
+    if shards <= 1 or not hasattr(data, "shard") or not _splittable(data, _FIRST_FILE_SAME):
+        return _by_row_group(data)
+    try:
+        first = data.shard(num_shards=shards, index=0, contiguous=True)
+    except Exception:  # (a dataset that cannot be cut into its shards)
+        return _by_row_group(data)
+    return _by_row_group(first)
 
 
 def _giving_back(tables: Iterable[pa.Table]) -> Iterator[pa.Table]:
