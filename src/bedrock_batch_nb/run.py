@@ -316,6 +316,7 @@ class BatchRun:
                 max_records_total=self.config.max_records_total,
                 hf_split=self.hf_split,
                 s3_client=s3,
+                on_rows_read=_Progress(self, "Read {:,} rows of the streamed dataset so far."),
             )
         return self._source
 
@@ -414,7 +415,7 @@ class BatchRun:
             self._publish(None, note=f"Reading the rows of {describe_source(self.data)}.")
         problems, used = self._setup_problems()
         source, template = self.source, self.template
-        checked = _RowsChecked(self, source.num_rows)
+        checked = _Progress(self, f"Checked {{:,}} of {source.num_rows:,} rows.")
         values = ValueChecks(used, templated=template is not None)
         too_long = LengthChecks(self.adapter)
         chars = 0
@@ -1267,14 +1268,15 @@ class BatchRun:
         return f"<BatchRun {self._status}>"
 
 
-class _RowsChecked:
-    """While a started run checks its rows, its status note says how many it has checked
-    (at most every ``EVERY_S``): 2.2 million rows take a quarter of a minute."""
+class _Progress:
+    """While a started run reads and checks its rows, its status note says how many it
+    has read (a streamed dataset) or checked, at most every ``EVERY_S``: 2.2 million rows
+    take a quarter of a minute here, a stream from the Hub longer."""
 
     EVERY_S = 0.5
 
-    def __init__(self, run: BatchRun, total: int) -> None:
-        self._run, self._total = run, total
+    def __init__(self, run: BatchRun, note: str) -> None:
+        self._run, self._note = run, note
         self._shown = time.monotonic()
 
     def __call__(self, rows: int) -> None:
@@ -1282,7 +1284,7 @@ class _RowsChecked:
         if now - self._shown < self.EVERY_S or self._run._status.phase != "preparing":
             return
         self._shown = now
-        self._run._publish(None, note=f"Checked {rows:,} of {self._total:,} rows.")
+        self._run._publish(None, note=self._note.format(rows))
 
 
 class RunPlan:

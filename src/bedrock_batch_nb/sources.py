@@ -575,8 +575,11 @@ def open_source(
     max_records_total: int | None = None,
     hf_split: str | None = None,
     s3_client: Any = None,
+    on_rows_read: Callable[[int], None] | None = None,
 ) -> RowSource:
-    """A :class:`RowSource` over ``data``, keeping at most ``max_records_total`` rows."""
+    """A :class:`RowSource` over ``data``, keeping at most ``max_records_total`` rows.
+    ``on_rows_read``: told how many rows a streamed dataset's pass has read so far, as it
+    goes (the one source read whole whose rows can be counted before the end)."""
     limit = max_records_total
     if isinstance(data, RowSource):
         return data
@@ -586,7 +589,7 @@ def open_source(
     if hf == "dataset":
         return _from_hf_dataset(data, limit)
     if hf == "iterable":
-        return _from_hf_iterable(data, limit)
+        return _from_hf_iterable(data, limit, on_rows_read)
     if hf == "splits":
         splits = list(data)
         example = f"data[{splits[0]!r}]" if splits else "data['train']"
@@ -1102,7 +1105,9 @@ def _from_hf_dataset(data: Any, limit: int | None) -> RowSource:
     return TableSource(table)
 
 
-def _from_hf_iterable(data: Any, limit: int | None) -> RowSource:
+def _from_hf_iterable(
+    data: Any, limit: int | None, on_rows_read: Callable[[int], None] | None = None
+) -> RowSource:
     """A streamed Hugging Face dataset (``load_dataset(..., streaming=True)``): a preview
     reads its first rows only, and its declared features are its known columns (checked
     before anything is streamed); anything more streams it once, ``BATCH_ROWS`` rows at a
@@ -1120,25 +1125,40 @@ def _from_hf_iterable(data: Any, limit: int | None) -> RowSource:
 
     def open_whole() -> RowSource:
         target = _TempFile(suffix=".parquet")
-        _write_streamed(data, target.name, limit)
+        _write_streamed(data, target.name, limit, on_rows_read)
         return ParquetSource(target.name, None, keep=target)
 
     columns = data.column_names  # (None when its features are not declared)
     return DeferredSource(first_rows, open_whole, limit, None if columns is None else [*columns])
 
 
-def _write_streamed(data: Any, target: str, limit: int | None = None) -> None:
+def _write_streamed(
+    data: Any,
+    target: str,
+    limit: int | None = None,
+    on_rows_read: Callable[[int], None] | None = None,
+) -> None:
     """A streamed dataset's rows (its first ``limit``), in one pass, as the Parquet file
-    ``target``."""
+    ``target``; ``on_rows_read`` told the rows read so far after each batch."""
     tables = _hf_tables(_by_row_group(data), BATCH_ROWS)
     try:
         kept = _giving_back(tables if limit is None else _first_of(tables, limit))
+        if on_rows_read is not None:
+            kept = _counted(kept, on_rows_read)
         first = next(kept, None)
         if first is None:
             raise BatchInputError("The streamed Hugging Face dataset has no rows.")
         _write_tables(itertools.chain([first], kept), first.schema, target)
     finally:
         tables.close()  # (a limit reached: the stream is read no further)
+
+
+def _counted(tables: Iterator[pa.Table], told: Callable[[int], None]) -> Iterator[pa.Table]:
+    rows = 0
+    for table in tables:
+        rows += table.num_rows
+        told(rows)
+        yield table
 
 
 def _first_table(data: Any, rows: int) -> pa.Table | None:

@@ -129,16 +129,19 @@ def test_other_sources_run_a_batch_at_a_time_too(
         files = sorted(str(f) for f in tmp_path.glob("part-*.parquet"))
         data = datasets.load_dataset("parquet", data_files=files, split="train", streaming=True)
     template = "Tell me a joke about {topic}."
-    monkeypatch.setattr(run_module._RowsChecked, "EVERY_S", 0.0)  # (a note every batch)
+    monkeypatch.setattr(run_module._Progress, "EVERY_S", 0.0)  # (a note every batch)
     run = BatchRun(data, CLAUDE, template, max_records_per_job=120, **FAST)
     notes: list[str | None] = []
     run.add_listener(lambda status: notes.append(status.note))
     out = run.start().wait(timeout=120)
     # while it prepares, the status says what it is reading and how far its checks are
-    checking = [n for n in dict.fromkeys(notes) if n and n.startswith(("Reading", "Checked"))]
+    checking = [n for n in dict.fromkeys(notes) if n and n.startswith(("Read", "Checked"))]
     read = {"csv": data, "jsonl": data, "hf-streamed": "the streamed Hugging Face dataset"}
     reading = [f"Reading the rows of {read[kind]}."] if kind in read else []
-    assert checking == [*reading, *(f"Checked {n} of 300 rows." for n in (64, 128, 192, 256, 300))]
+    batches = (64, 128, 192, 256, 300)
+    if kind == "hf-streamed":  # (the one whose rows are counted as they are read)
+        reading += [f"Read {n} rows of the streamed dataset so far." for n in batches]
+    assert checking == [*reading, *(f"Checked {n} of 300 rows." for n in batches)]
     assert out["error"].isna().all()
     assert list(out["topic"]) == list(df["topic"]) and list(out["n"]) == list(df["n"])
     for topic, response in zip(df["topic"], out["response"], strict=True):
