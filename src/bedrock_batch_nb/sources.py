@@ -1115,10 +1115,10 @@ def _from_hf_iterable(
     rows more than once: to validate, to build, to retry, to join the answers)."""
 
     def first_rows(n: int) -> pd.DataFrame | None:  # (n: at most the limit)
-        first = _in_first_file(data)
-        table = _first_table(first, n)
-        if first is not data and (table is None or table.num_rows < n):
-            table = _first_table(_by_row_group(data), n)  # (a first file of fewer rows)
+        first = _first_file(data)
+        table = None if first is None else _first_table(first, n)
+        if table is None or table.num_rows < n:  # (none, or a first file of fewer rows)
+            table = _first_table(_by_row_group(data), n)
         if table is None:
             return None  # no rows: the whole pass says so
         return _to_pandas(table, pd.RangeIndex(table.num_rows))
@@ -1251,18 +1251,19 @@ def _by_row_group(data: Any) -> Any:
         return data
 
 
-def _in_first_file(data: Any) -> Any:
+def _first_file(data: Any) -> Any:
     """For a preview: the streamed dataset's first shard (its first file) read a row group
     at a time, so that only that file's footer is read first, not every file's as
-    :func:`_by_row_group` of the whole reads them (a request each on the Hub); when that
-    does not give the same first rows (:data:`_FIRST_FILE_SAME`), :func:`_by_row_group`."""
+    :func:`_by_row_group` of the whole reads them (a request each on the Hub); None when
+    that would not give the same first rows (:data:`_FIRST_FILE_SAME`) or when there is
+    one shard."""
     shards = getattr(data, "num_shards", 1)
     if shards <= 1 or not hasattr(data, "shard") or not _splittable(data, _FIRST_FILE_SAME):
-        return _by_row_group(data)
+        return None
     try:
         first = data.shard(num_shards=shards, index=0, contiguous=True)
     except Exception:  # (a dataset that cannot be cut into its shards)
-        return _by_row_group(data)
+        return None
     return _by_row_group(first)
 
 
