@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import functools
 import io
 import os
 import threading
@@ -69,6 +70,7 @@ class Clients:
         )
 
 
+@functools.cache  # (once a process)
 def load_client_models() -> None:
     """Parse now, on this thread, what creating a run's clients parses (their service
     models and endpoint rules, into the loader every run shares: :func:`_shared_loader`).
@@ -77,16 +79,11 @@ def load_client_models() -> None:
     waits for the GIL (98-166 ms on a slow 2-core machine: benchmarks/first_clients.py).
     Once a process; makes no request and reads no credentials; a configuration botocore
     cannot read is left for the run to report."""
-    global _MODELS_PARSED
-    if _MODELS_PARSED:
-        return
-    _MODELS_PARSED = True
     # (a profile or config file botocore cannot read: the run's own clients say so)
     with contextlib.suppress(botocore.exceptions.BotoCoreError):
         Clients.create("us-east-1", aws_access_key_id="unused", aws_secret_access_key="unused")
 
 
-_MODELS_PARSED = False
 _LOADER: botocore.loaders.Loader | None = None
 _LOADER_LOCK = threading.Lock()
 

@@ -1200,19 +1200,18 @@ _SAME_TABLES = frozenset(
 )
 """The steps of a streamed dataset (``datasets``' examples iterables) that pass on the
 tables they are given in the same order however many shards their source has."""
-_FIRST_FILE_SAME = frozenset(
-    {
-        "ArrowExamplesIterable",
-        "ExamplesIterable",
-        "RebatchedArrowExamplesIterable",
-        "SelectColumnsIterable",
-        "FormattedExamplesIterable",
-        "TypedExamplesIterable",
-    }
-)
-"""Those whose first rows are those of their source's first shard alone (``skip`` and
-``take`` split their count between the shards they are cut into; a concatenation goes
-on to another dataset's rows; a batched ``map`` or ``filter`` may see other batches)."""
+_FIRST_FILE_SAME = _SAME_TABLES - {
+    "SkipExamplesIterable",
+    "TakeExamplesIterable",
+    "VerticallyConcatenatedMultiSourcesExamplesIterable",
+    "HorizontallyConcatenatedMultiSourcesExamplesIterable",
+    "MappedExamplesIterable",
+    "FilteredExamplesIterable",
+}
+"""Those whose first rows are those of their source's first shard alone: not ``skip``
+and ``take``, which split their count between the shards they are cut into, nor a
+concatenation, which goes on to another dataset's rows, nor a batched ``map`` or
+``filter``, which may see other batches."""
 
 
 def _splittable(data: Any, steps_known: frozenset[str]) -> bool:
