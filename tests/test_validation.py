@@ -6,12 +6,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import numpy as np
 import pandas as pd
 import pytest
+from botocore.stub import Stubber
 
 from bedrock_batch_nb import BatchInputError, BatchRun, UnknownModelError, sources
 from bedrock_batch_nb.config import RunConfig
+from bedrock_batch_nb.validation import model_problem
 
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 TITAN = "amazon.titan-embed-text-v2:0"
@@ -428,3 +431,44 @@ def test_a_streamed_datasets_declared_columns_are_checked_before_it_is_streamed(
     undeclared = datasets.IterableDataset.from_generator(rows)
     BatchRun(undeclared, CLAUDE, "Joke about {subject}").check_setup()  # (checked with the rows)
     assert produced == 0
+
+
+# ---- the model, asked of Bedrock (boto3's Stubber in place of the service) ----------------
+
+
+@pytest.fixture
+def bedrock() -> Iterator[tuple[Any, Stubber]]:
+    client = boto3.client(
+        "bedrock", region_name="eu-west-1", aws_access_key_id="k", aws_secret_access_key="s"
+    )
+    with Stubber(client) as stub:
+        yield client, stub
+        stub.assert_no_pending_responses()
+
+
+def test_a_model_bedrock_cannot_be_asked_about_is_left_to_the_jobs(
+    bedrock: tuple[Any, Stubber],
+) -> None:
+    client, stub = bedrock
+    stub.add_client_error("get_foundation_model", "AccessDeniedException", http_status_code=403)
+    assert model_problem(client, "anthropic.claude-3-haiku-20240307-v1:0") is None
+    stub.add_client_error("get_inference_profile", "ThrottlingException", http_status_code=429)
+    assert model_problem(client, "eu.anthropic.claude-3-haiku-20240307-v1:0") is None
+    custom = "arn:aws:bedrock:eu-west-1:123456789012:custom-model/anthropic.x/abcdefghijkl"
+    assert model_problem(client, custom) is None  # (no call: nothing stubbed for it)
+
+
+def test_an_unknown_model_is_named_with_its_region_even_without_a_listing(
+    bedrock: tuple[Any, Stubber],
+) -> None:
+    client, stub = bedrock
+    stub.add_client_error(
+        "get_foundation_model", "ValidationException", "The provided model identifier is invalid."
+    )
+    stub.add_client_error("list_foundation_models", "AccessDeniedException", http_status_code=403)
+    message = model_problem(client, " anthropic.claude-9 ")
+    assert message == (
+        "Bedrock has no model 'anthropic.claude-9' in eu-west-1 (ValidationException: The "
+        "provided model identifier is invalid.). ListFoundationModels and "
+        "ListInferenceProfiles name the Region's models."
+    )

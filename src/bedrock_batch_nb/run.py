@@ -65,7 +65,14 @@ from .orchestrator import PENDING, JobState, Orchestrator, RunStatus, SubmitSpec
 from .prompts import PromptTemplate, Rows, column_of, get_prompt, text_array, text_lengths
 from .sources import RowSource, describe_source, open_source, parse_s3_uri
 from .staging import RecordBuilder, RunLayout, TextParts, put_jsonl, put_options
-from .validation import LengthChecks, ValueChecks, check_columns, check_index, check_rows
+from .validation import (
+    LengthChecks,
+    ValueChecks,
+    check_columns,
+    check_index,
+    check_rows,
+    model_problem,
+)
 
 Listener = Callable[[RunStatus], None]
 Result: TypeAlias = pd.DataFrame | pa_dataset.Dataset
@@ -614,6 +621,10 @@ class BatchRun:
         assert self._future is not None
         try:
             clients = self.clients  # creating boto3 clients takes a while: not in start()
+            if not self._jobs:  # (a resumed run's model created its jobs already)
+                problem = model_problem(clients.bedrock, self.config.model_id)
+                if problem is not None:  # a misspelt id: said before the rows are read
+                    raise BatchInputError(problem)
             prepared = self.validate()._prepared
             assert prepared is not None
             if not self._jobs:  # a new run; a resumed one has its jobs from the journal

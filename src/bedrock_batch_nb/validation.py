@@ -6,6 +6,7 @@ Each check yields one short message that names what is wrong and how to fix it;
 
 from __future__ import annotations
 
+import difflib
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -15,10 +16,12 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from botocore.exceptions import BotoCoreError, ClientError
 
+from .aws import describe_error, error_code
 from .collecting import RESULT_COLUMNS
 from .config import RunConfig
-from .models import ModelAdapter
+from .models import ModelAdapter, model_resource
 from .prompts import TEXT_TYPES, PromptTemplate, arrow_texts, holds_str_objects, str_lengths
 
 _SHOW = 5
@@ -267,3 +270,67 @@ class LengthChecks:
             f"{self.adapter.max_input_chars:,} characters, the limit for {self.adapter.family}: "
             f"rows {self._over.named()} (longest {self._longest:,})."
         ]
+
+
+# ---- the model, asked of Bedrock ----------------------------------------------------------
+
+_NOT_THERE = frozenset({"ResourceNotFoundException", "ValidationException"})
+
+
+def model_problem(bedrock: Any, model_id: str) -> str | None:
+    """What Bedrock says is wrong with ``model_id`` in the client's Region, asked with one
+    control-plane call before any row is read: GetFoundationModel for a model id or its
+    ARN, GetInferenceProfile for a cross-Region profile id or its ARN.  An adapter matches
+    a model by its family's prefix, so a misspelt id of a known family would otherwise
+    fail only at the first job's creation, once every row was read and staged.
+
+    None when Bedrock knows the model, for other ARNs (application inference profiles,
+    custom and provisioned models), and when Bedrock cannot be asked (no permission to
+    read model details, no endpoint): the jobs' creation then says what is wrong."""
+    mid = model_id.strip()
+    resource = model_resource(mid)
+    try:
+        if resource == "foundation-model":
+            bedrock.get_foundation_model(modelIdentifier=mid)
+        elif resource == "inference-profile":
+            bedrock.get_inference_profile(inferenceProfileIdentifier=mid)
+        else:
+            return None
+    except ClientError as exc:
+        if error_code(exc) not in _NOT_THERE:
+            return None
+        known = _known_ids(bedrock, resource)
+        if resource == "inference-profile":  # the same geography's profiles first
+            geography = mid.split(".", 1)[0] + "."
+            known = [k for k in known if k.startswith(geography)] or known
+        close = difflib.get_close_matches(mid, known, n=3, cutoff=0.8)
+        hint = (
+            f" Did you mean {' or '.join(repr(c) for c in close)}?"
+            if close
+            else " ListFoundationModels and ListInferenceProfiles name the Region's models."
+        )
+        kind = "inference profile" if resource == "inference-profile" else "model"
+        return (
+            f"Bedrock has no {kind} {mid!r} in {bedrock.meta.region_name} "
+            f"({describe_error(exc)}).{hint}"
+        )
+    except BotoCoreError:
+        return None
+    return None
+
+
+def _known_ids(bedrock: Any, resource: str) -> list[str]:
+    """The Region's model ids (``resource`` "foundation-model") or system-defined
+    inference profile ids; empty when they cannot be listed."""
+    try:
+        if resource == "foundation-model":
+            summaries = bedrock.list_foundation_models().get("modelSummaries", [])
+            return [str(s["modelId"]) for s in summaries]
+        pages = bedrock.get_paginator("list_inference_profiles").paginate()
+        return [
+            str(p["inferenceProfileId"])
+            for page in pages
+            for p in page.get("inferenceProfileSummaries", [])
+        ]
+    except (ClientError, BotoCoreError, KeyError):
+        return []

@@ -383,6 +383,37 @@ def test_invalid_input_stages_and_submits_nothing(aws: LocalBedrock) -> None:
     assert "Contents" not in listing
 
 
+@pytest.mark.parametrize(
+    ("given", "meant"),
+    [
+        ("anthropic.claude-3-haiku-20240307-v1:1", CLAUDE),
+        ("us.anthropic.claude-3-haiku-2024037-v1:0", f"us.{CLAUDE}"),
+        ("amazon.titan-embed-text-v2:1", TITAN),
+    ],
+)
+def test_a_misspelt_model_id_fails_before_a_row_is_read(
+    aws: LocalBedrock, monkeypatch: pytest.MonkeyPatch, given: str, meant: str
+) -> None:
+    read = []
+    monkeypatch.setattr(BatchRun, "_prepare", lambda run: read.append(run))
+    template = "Joke about {topic}" if "anthropic" in given else None
+    options = {} if template else {"input_text_column": "topic"}
+    run = BatchRun(topics(300), given, template, **options, **FAST)
+    with pytest.raises(BatchInputError) as caught:
+        run.start().wait(30)
+    message = str(caught.value)
+    assert (
+        f"Bedrock has no {'inference profile' if given.startswith('us.') else 'model'} " in message
+    )
+    assert f"{given!r} in us-east-1" in message and f"Did you mean {meant!r}" in message
+    assert run.status().phase == "failed" and not read
+    assert aws.stats.create_calls == 0
+    listing = boto3.client("s3").list_objects_v2(
+        Bucket=aws.bucket, Prefix=f"bedrock-batch/{run.run_id}"
+    )
+    assert "Contents" not in listing
+
+
 def test_preview_with_invoke_calls_the_runtime_only(aws: LocalBedrock) -> None:
     df = topics(10)  # fewer rows than a job needs: previews still work
     run = BatchRun(df, CLAUDE, "Joke about {topic}", system_prompt="Be kind.")

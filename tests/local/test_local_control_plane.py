@@ -255,6 +255,47 @@ def test_stop_while_in_progress_keeps_finished_records(
     assert manifest["totalRecordCount"] == 1000
 
 
+def test_get_foundation_model_takes_a_model_id_or_its_arn_not_a_profile(bedrock: Any) -> None:
+    arn = f"arn:aws:bedrock:us-east-1::foundation-model/{HAIKU}"
+    for identifier in (HAIKU, arn):
+        details = bedrock.get_foundation_model(modelIdentifier=identifier)["modelDetails"]
+        assert details["modelId"] == HAIKU and details["modelArn"] == arn
+    for unknown in (f"us.{HAIKU}", "anthropic.claude-3-haiku-20240307-v1:1"):
+        with pytest.raises(ClientError) as caught:
+            bedrock.get_foundation_model(modelIdentifier=unknown)
+        assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_inference_profiles_are_the_ids_a_job_accepts(lb: LocalBedrock, bedrock: Any) -> None:
+    profile = bedrock.get_inference_profile(inferenceProfileIdentifier=f"us.{HAIKU}")
+    assert profile["inferenceProfileId"] == f"us.{HAIKU}"
+    assert profile["type"] == "SYSTEM_DEFINED" and profile["status"] == "ACTIVE"
+    assert profile["models"] == [
+        {"modelArn": f"arn:aws:bedrock:us-east-1::foundation-model/{HAIKU}"}
+    ]
+    by_arn = bedrock.get_inference_profile(
+        inferenceProfileIdentifier=profile["inferenceProfileArn"]
+    )
+    assert by_arn["inferenceProfileId"] == f"us.{HAIKU}"
+    for unknown in (HAIKU, f"us.{HAIKU[:-1]}1"):
+        with pytest.raises(ClientError) as caught:
+            bedrock.get_inference_profile(inferenceProfileIdentifier=unknown)
+        assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    pages = list(bedrock.get_paginator("list_inference_profiles").paginate(maxResults=7))
+    ids = [p["inferenceProfileId"] for page in pages for p in page["inferenceProfileSummaries"]]
+    assert len(pages) > 1 and len(ids) == len(set(ids))
+    assert {f"us.{HAIKU}", f"eu.{HAIKU}", "global.amazon.nova-lite-v1:0"} <= set(ids)
+    for i, profile_id in enumerate(ids[:: len(ids) // 5]):  # a job takes what the list names
+        request = _request(lb, jobName=f"job-{i}", modelId=profile_id)
+        job = bedrock.create_model_invocation_job(**request)
+        assert (
+            bedrock.get_model_invocation_job(jobIdentifier=job["jobArn"])["modelId"] == profile_id
+        )
+    assert not bedrock.list_inference_profiles(typeEquals="APPLICATION")[
+        "inferenceProfileSummaries"
+    ]
+
+
 def test_list_foundation_models(bedrock: Any) -> None:
     models = bedrock.list_foundation_models()["modelSummaries"]
     ids = {m["modelId"] for m in models}

@@ -25,7 +25,7 @@ import secrets
 import string
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +92,7 @@ class Stats:
     list_calls: int = 0
     stop_calls: int = 0
     foundation_model_calls: int = 0
+    inference_profile_calls: int = 0
     invoke_calls: int = 0
     converse_calls: int = 0
     count_tokens_calls: int = 0
@@ -492,16 +493,6 @@ class JobStore:
         order = query.get("sortOrder", "Descending")
         if order not in ("Ascending", "Descending"):
             raise validation(f"Value '{order}' at 'sortOrder' failed to satisfy constraint")
-        try:
-            max_results = int(query.get("maxResults", "1000"))
-        except ValueError as exc:
-            raise validation("maxResults must be an integer") from exc
-        if not 1 <= max_results <= 1000:
-            raise validation(
-                "Value at 'maxResults' failed to satisfy constraint: Member must "
-                "have value between 1 and 1000"
-            )
-        start = _decode_token(query["nextToken"]) if "nextToken" in query else 0
         with self._lock:
             jobs = [
                 j
@@ -512,11 +503,7 @@ class JobStore:
                 and (before is None or j.submit_time < before)
             ]
             jobs.sort(key=lambda j: (j.submit_time, j.job_id), reverse=order == "Descending")
-            page = [j.describe() for j in jobs[start : start + max_results]]
-        result: dict[str, Any] = {"invocationJobSummaries": page}
-        if start + max_results < len(jobs):
-            result["nextToken"] = _encode_token(start + max_results)
-        return result
+            return paged(jobs, query, "invocationJobSummaries", lambda j: j.describe())
 
     def job(self, identifier: str) -> Job:
         with self._lock:
@@ -936,6 +923,28 @@ def _s3_config(value: Any, field_name: str, member: str) -> dict[str, Any]:
             "a-z0-9A-Z]+)*)?/?"
         )
     return {member: dict(value[member])}
+
+
+def paged(
+    items: Sequence[Any], query: Mapping[str, str], key: str, describe: Callable[[Any], Any]
+) -> dict[str, Any]:
+    """The page of ``items`` that ``query``'s ``maxResults`` (1 to 1000, default 1000) and
+    ``nextToken`` ask for, under ``key``, each item described; a ``nextToken`` when more
+    follow."""
+    try:
+        max_results = int(query.get("maxResults", "1000"))
+    except ValueError as exc:
+        raise validation("maxResults must be an integer") from exc
+    if not 1 <= max_results <= 1000:
+        raise validation(
+            "Value at 'maxResults' failed to satisfy constraint: Member must "
+            "have value between 1 and 1000"
+        )
+    start = _decode_token(query["nextToken"]) if "nextToken" in query else 0
+    result: dict[str, Any] = {key: [describe(i) for i in items[start : start + max_results]]}
+    if start + max_results < len(items):
+        result["nextToken"] = _encode_token(start + max_results)
+    return result
 
 
 def _generated_record_id(job_id: str, index: int) -> str:

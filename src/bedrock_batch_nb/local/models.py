@@ -93,7 +93,55 @@ def base_model_id(model_id: str) -> str:
 
 
 def resolve_model(model_id: str) -> ModelInfo | None:
+    """The model a job or a runtime call names: its id, a cross-Region profile id, or the
+    ARN of either."""
     return _BY_ID.get(base_model_id(model_id))
+
+
+def foundation_model(identifier: str) -> ModelInfo | None:
+    """GetFoundationModel's model: an id or a foundation-model ARN (not a profile)."""
+    match = _FM_ARN.match(identifier)
+    return _BY_ID.get(match.group(2) if match else identifier)
+
+
+@dataclass(frozen=True)
+class InferenceProfile:
+    """A system-defined cross-Region inference profile: ``prefix`` + a model's id."""
+
+    prefix: str
+    model: ModelInfo
+
+    @property
+    def profile_id(self) -> str:
+        return self.prefix + self.model.model_id
+
+    def summary(self) -> dict[str, Any]:
+        geography = self.prefix.rstrip(".").upper()
+        return {
+            "inferenceProfileName": f"{geography} {self.model.name}",
+            "description": f"Routes requests to {self.model.name} in {geography} Regions.",
+            "inferenceProfileArn": (
+                f"arn:aws:bedrock:{REGION}:{ACCOUNT}:inference-profile/{self.profile_id}"
+            ),
+            "models": [{"modelArn": self.model.arn}],
+            "inferenceProfileId": self.profile_id,
+            "status": "ACTIVE",
+            "type": "SYSTEM_DEFINED",
+        }
+
+
+PROFILES: tuple[InferenceProfile, ...] = tuple(
+    InferenceProfile(prefix, model) for prefix in PROFILE_PREFIXES for model in CATALOGUE
+)
+"""Every profile a job may name (as :func:`resolve_model` takes them)."""
+
+_PROFILE_BY_ID = {p.profile_id: p for p in PROFILES}
+
+
+def inference_profile(identifier: str) -> InferenceProfile | None:
+    """GetInferenceProfile's profile: a profile id or its ARN."""
+    match = _PROFILE_ARN.match(identifier)
+    return _PROFILE_BY_ID.get(match.group(2) if match else identifier)
 
 
 # --- deterministic model behaviour --------------------------------------------------------

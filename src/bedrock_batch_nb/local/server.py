@@ -16,8 +16,18 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from .errors import ApiError, validation
 from .faults import Faults
-from .jobs import JobStore, Stats
-from .models import CATALOGUE, converse_response, input_tokens, resolve_model, respond
+from .jobs import JobStore, Stats, paged
+from .models import (
+    CATALOGUE,
+    PROFILES,
+    InferenceProfile,
+    converse_response,
+    foundation_model,
+    inference_profile,
+    input_tokens,
+    resolve_model,
+    respond,
+)
 from .schemas import CONVERSE, SchemaError, check_body
 
 log = logging.getLogger(__name__)
@@ -134,10 +144,25 @@ class _Handler(BaseHTTPRequestHandler):
             return _json(self._foundation_models(query))
         if method == "GET" and path.startswith("/foundation-models/"):
             self.server.stats.bump("foundation_model_calls")
-            model = resolve_model(unquote(path[len("/foundation-models/") :]))
+            model = foundation_model(unquote(path[len("/foundation-models/") :]))
             if model is None:
                 raise ApiError("ResourceNotFoundException", "The model could not be found.")
             return _json({"modelDetails": model.summary()})
+        if method == "GET" and path == "/inference-profiles":
+            self.server.stats.bump("inference_profile_calls")
+            kind = query.get("type", "SYSTEM_DEFINED")  # (no application profiles here)
+            profiles = PROFILES if kind == "SYSTEM_DEFINED" else ()
+            return _json(
+                paged(profiles, query, "inferenceProfileSummaries", InferenceProfile.summary)
+            )
+        if method == "GET" and path.startswith("/inference-profiles/"):
+            self.server.stats.bump("inference_profile_calls")
+            profile = inference_profile(unquote(path[len("/inference-profiles/") :]))
+            if profile is None:
+                raise ApiError(
+                    "ResourceNotFoundException", "The inference profile could not be found."
+                )
+            return _json(profile.summary())
         if method == "POST" and path.startswith("/model/"):
             rest = path[len("/model/") :]
             for action in ("invoke", "converse", "count-tokens"):

@@ -31,6 +31,7 @@ from .base import (
     ModelAdapter,
     ModelOutput,
     base_model_id,
+    model_resource,
     registered_adapters,
 )
 from .converse import ConverseAdapter
@@ -54,6 +55,7 @@ __all__ = [
     "NovaAdapter",
     "TitanEmbedAdapter",
     "base_model_id",
+    "model_resource",
     "resolve_adapter",
     "supported_families",
 ]

@@ -92,6 +92,18 @@ def base_model_id(model_id: str) -> str:
     return _PROFILE_PREFIX_RE.sub("", mid, count=1)
 
 
+def model_resource(model_id: str) -> str:
+    """What kind of Bedrock resource ``model_id`` names: ``"foundation-model"`` (a model id
+    or its ARN), ``"inference-profile"`` (a cross-Region profile id such as
+    ``us.anthropic.claude-...``, or its ARN), or another ARN's resource type
+    (``"application-inference-profile"``, ``"custom-model"``, ...)."""
+    mid = model_id.strip()
+    arn = _ARN_RE.match(mid)
+    if arn is not None:
+        return str(arn["resource"])
+    return "inference-profile" if _PROFILE_PREFIX_RE.match(mid) else "foundation-model"
+
+
 # ---- the registry -------------------------------------------------------------------------
 
 _REGISTRY: dict[str, type[ModelAdapter]] = {}
