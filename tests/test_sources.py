@@ -503,6 +503,32 @@ def test_big_csv_and_jsonl_are_converted_a_block_at_a_time(
     assert list(rows["topic"]) == list(frame["topic"])
 
 
+@pytest.mark.parametrize("name", ["big.csv", "big.csv.gz", "big.tsv.bz2", "big.jsonl.zst"])
+def test_a_converted_file_tells_how_far_it_has_got(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    convert_in_small_blocks(monkeypatch)
+    frame = pd.DataFrame({"text": [f'text {i}, "quoted"\nover two lines' for i in range(4000)]})
+    frame["n"] = range(len(frame))
+    path = tmp_path / name
+    codec = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}.get(path.suffix)
+    with pa.output_stream(path, compression=codec) as out:  # (compressed by its name)
+        if ".jsonl" in name:
+            out.write(frame.to_json(orient="records", lines=True).encode())
+        else:
+            out.write(frame.to_csv(sep="\t" if ".tsv" in name else ",", index=False).encode())
+    told: list[tuple[str, int, int]] = []
+    rows = open_source(path, on_bytes_read=lambda *said: told.append(said)).frame()
+    assert list(rows["text"]) == list(frame["text"]) and list(rows["n"]) == list(frame["n"])
+    size = path.stat().st_size  # bytes of the file as it is on disk, compressed or not
+    assert {what for what, _, _ in told} == {f"Converting {path} to Parquet"}
+    assert {total for _, _, total in told} == {size}
+    done = [done for _, done, _ in told]
+    assert done == sorted(done) and done[-1] == size
+    if codec is None:  # (a compressed one this small is read whole by its first block)
+        assert len(set(done)) > 1
+
+
 @pytest.mark.parametrize("streamed", [False, True])
 def test_csv_cells_may_span_lines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, streamed: bool

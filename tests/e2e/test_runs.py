@@ -136,6 +136,14 @@ def test_other_sources_run_a_batch_at_a_time_too(
     out = run.start().wait(timeout=120)
     # while it prepares, the status says what it is reading and how far its checks are
     checking = [n for n in dict.fromkeys(notes) if n and n.startswith(("Read", "Checked"))]
+    converting = [n for n in notes if n and n.startswith("Converting")]
+    if kind in ("csv", "jsonl"):  # (in blocks of 2 kB: a note a block, on to the file's size)
+        size = os.path.getsize(str(data)) / 1e3
+        done = [float(n.split(": ")[1].split(" of ")[0]) for n in converting]
+        assert len(done) >= 3 and done == sorted(done) and done[-1] == round(size, 1)
+        assert converting[-1] == f"Converting {data} to Parquet: {size:.1f} of {size:.1f} kB."
+    else:
+        assert not converting
     read = {"csv": data, "jsonl": data, "hf-streamed": "the streamed Hugging Face dataset"}
     reading = [f"Reading the rows of {read[kind]}."] if kind in read else []
     batches = (64, 128, 192, 256, 300)
@@ -201,9 +209,9 @@ def downloads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     download = sources._download
 
-    def counted(uri: str, s3_client: Any) -> Any:
+    def counted(uri: str, *rest: Any) -> Any:
         seen.append(uri)
-        return download(uri, s3_client)
+        return download(uri, *rest)
 
     monkeypatch.setattr(sources, "_download", counted)
     return seen
@@ -281,12 +289,18 @@ def test_a_big_csv_on_s3_is_previewed_from_its_first_bytes(
 
     download, threads = sources._download, []
 
-    def where(uri: str, s3_client: Any) -> Any:
+    def where(*args: Any) -> Any:
         threads.append(threading.current_thread())
-        return download(uri, s3_client)
+        return download(*args)
 
     monkeypatch.setattr(sources, "_download", where)
+    monkeypatch.setattr(run_module._Progress, "EVERY_S", 0.0)
+    notes: list[str | None] = []
+    run.add_listener(lambda status: notes.append(status.note))
     out = run.start().wait(timeout=120)
+    size = len(df.to_csv(index=False).encode()) / 1e3  # the status says how far each step is
+    assert f"Downloading {uri}: {size:.1f} of {size:.1f} kB." in notes
+    assert f"Converting {uri} to Parquet: {size:.1f} of {size:.1f} kB." in notes
     assert out["topic"].tolist() == df["topic"].tolist()
     assert out["response"].notna().all()
     assert downloads == [uri]
