@@ -6,6 +6,7 @@ import hashlib
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -555,9 +556,9 @@ def test_a_big_file_is_previewed_without_being_converted(
     conversions: list[str] = []
     convert = sources._convert_to_parquet
 
-    def counted(path: str, fmt: str, target: str) -> None:
+    def counted(path: str, *rest: Any) -> None:
         conversions.append(path)
-        convert(path, fmt, target)
+        convert(path, *rest)
 
     monkeypatch.setattr(sources, "_convert_to_parquet", counted)
     frame = pd.DataFrame({"topic": [f"t{i}" for i in range(3000)], "n": range(3000)})

@@ -1304,9 +1304,7 @@ class _Progress:
 
 def _bytes_note(what: str, done: int, total: int) -> str:
     """``"Downloading s3://b/k: 0.6 of 2.1 GB."``"""
-    unit, scale = next(
-        (u, x) for u, x in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)) if total >= x or u == "kB"
-    )
+    unit, scale = ("GB", 1e9) if total >= 1e9 else ("MB", 1e6) if total >= 1e6 else ("kB", 1e3)
     return f"{what}: {min(done, total) / scale:,.1f} of {total / scale:,.1f} {unit}."
 
 
