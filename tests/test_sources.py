@@ -143,15 +143,40 @@ def test_a_streamed_parquet_dataset_is_read_a_row_group_at_a_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A file is one scan per shard, and Arrow keeps what a scan has read until it ends:
-    with a shard per row group, the pass holds one row group at a time, rows in order."""
+    with a shard per row group, the pass holds one row group at a time, rows in order.
+    The files are read one after the other, each resharded as its turn comes."""
     streamed, order = parquet_stream(tmp_path)
     shards = passes_over(monkeypatch)
     source = open_source(streamed)
     assert list(source.frame()["n"]) == order
     assert source.read(449, 451)["text"].tolist() == ["row 449", "row 450"]
-    split = getattr(streamed, "reshard", None)  # (datasets releases of 2026 on)
-    assert shards == [split().num_shards if split else streamed.num_shards]  # type: ignore[attr-defined]
-    assert streamed.num_shards == 2 and (split is None or shards == [6])  # type: ignore[attr-defined]
+    split = hasattr(streamed, "reshard")  # (datasets releases of 2026 on)
+    assert streamed.num_shards == 2  # type: ignore[attr-defined]
+    assert shards == ([3, 3] if split else [1, 1])  # a file of three row groups, then the next
+
+
+def test_the_first_rows_of_a_streamed_dataset_are_read_from_the_files_they_are_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sample of a big dataset (``max_records_total``) reads no further than its rows:
+    on the Hub, no other file's footer is fetched before they are read."""
+    streamed, order = parquet_stream(tmp_path)  # two files of 450 rows
+    shards = passes_over(monkeypatch)
+    made: list[int] = []
+    shard = type(streamed).shard
+
+    def cut(data: object, num_shards: int, index: int, contiguous: bool = True) -> object:
+        made.append(index)
+        return shard(data, num_shards=num_shards, index=index, contiguous=contiguous)  # type: ignore[call-arg]
+
+    monkeypatch.setattr(type(streamed), "shard", cut)
+    groups = 3 if hasattr(streamed, "reshard") else 1  # (row groups a file, once resharded)
+    assert list(open_source(streamed, max_records_total=400).frame()["n"]) == order[:400]
+    assert made == [0] and shards == [groups]
+    made.clear()
+    shards.clear()
+    assert list(open_source(streamed, max_records_total=500).frame()["n"]) == order[:500]
+    assert made == [0, 1] and shards == [groups, groups]
 
 
 def bytes_read() -> int:
@@ -163,7 +188,7 @@ def bytes_read() -> int:
 def test_a_preview_of_a_streamed_dataset_shows_its_first_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Previewed from its first file alone (only that file's footer read first, not every
+    """Previewed from its first file (only that file's footer read first, not every
     file's) where that gives the same first rows; otherwise a row group at a time over
     all its files. Either way, the rows the dataset itself starts with."""
     import datasets
@@ -196,7 +221,7 @@ def test_a_preview_of_a_streamed_dataset_shows_its_first_rows(
     split.clear()
     small_first = datasets.load_dataset("parquet", data_files=files, split="train", streaming=True)
     assert list(open_source(small_first).head(5)["n"]) == [0, 1, 2, 3, 4]
-    assert split == [1, 2]
+    assert split == [1, 1]  # the first file, then the second, for the rows it lacks
 
 
 @pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="Linux's I/O counters")

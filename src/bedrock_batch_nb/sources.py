@@ -1181,10 +1181,7 @@ def _from_hf_iterable(
     rows more than once: to validate, to build, to retry, to join the answers)."""
 
     def first_rows(n: int) -> pd.DataFrame | None:  # (n: at most the limit)
-        first = _first_file(data)
-        table = None if first is None else _first_table(first, n)
-        if table is None or table.num_rows < n:  # (none, or a first file of fewer rows)
-            table = _first_table(_by_row_group(data), n)
+        table = _first_table(data, n)
         if table is None:
             return None  # no rows: the whole pass says so
         return _to_pandas(table, pd.RangeIndex(table.num_rows))
@@ -1206,7 +1203,7 @@ def _write_streamed(
 ) -> None:
     """A streamed dataset's rows (its first ``limit``), in one pass, as the Parquet file
     ``target``; ``on_rows_read`` told the rows read so far after each batch."""
-    tables = _hf_tables(_by_row_group(data), BATCH_ROWS)
+    tables = _streamed_tables(data, BATCH_ROWS)
     try:
         kept = _giving_back(tables if limit is None else _first_of(tables, limit))
         if on_rows_read is not None:
@@ -1228,13 +1225,14 @@ def _counted(tables: Iterator[pa.Table], told: Callable[[int], None]) -> Iterato
 
 
 def _first_table(data: Any, rows: int) -> pa.Table | None:
-    """The first ``rows`` rows of a streamed dataset (fewer if it has fewer; None: none)."""
-    tables = _hf_tables(data, max(rows, 1))
+    """The first ``rows`` rows of a streamed dataset (fewer if it has fewer; None: none),
+    read no further than they go (:func:`_streamed_tables`)."""
+    tables = _streamed_tables(data, max(rows, 1))
     try:
-        table = next(tables, None)
+        first = list(_first_of(tables, rows))
     finally:
         tables.close()
-    return None if table is None else table.slice(0, rows)
+    return pa.concat_tables(first) if first else None
 
 
 def _first_of(tables: Iterable[pa.Table], rows: int) -> Iterator[pa.Table]:
@@ -1266,7 +1264,7 @@ _SAME_TABLES = frozenset(
 )
 """The steps of a streamed dataset (``datasets``' examples iterables) that pass on the
 tables they are given in the same order however many shards their source has."""
-_FIRST_FILE_SAME = _SAME_TABLES - {
+_BY_FILE_SAME = _SAME_TABLES - {
     "SkipExamplesIterable",
     "TakeExamplesIterable",
     "VerticallyConcatenatedMultiSourcesExamplesIterable",
@@ -1274,10 +1272,10 @@ _FIRST_FILE_SAME = _SAME_TABLES - {
     "MappedExamplesIterable",
     "FilteredExamplesIterable",
 }
-"""Those whose first rows are those of their source's first shard alone: not ``skip``
-and ``take``, which split their count between the shards they are cut into, nor a
-concatenation, which goes on to another dataset's rows, nor a batched ``map`` or
-``filter``, which may see other batches."""
+"""Those that give the same rows in the same order when their source is read a shard (a
+file) after another: not ``skip`` and ``take``, which split their count between the
+shards they are cut into, nor a concatenation, whose shards each hold a part of every
+dataset it joins, nor a ``map`` or ``filter``, which, batched, may see other batches."""
 
 
 def _splittable(data: Any, steps_known: frozenset[str]) -> bool:
@@ -1316,20 +1314,40 @@ def _by_row_group(data: Any) -> Any:
         return data
 
 
-def _first_file(data: Any) -> Any:
-    """For a preview: the streamed dataset's first shard (its first file) read a row group
-    at a time, so that only that file's footer is read first, not every file's as
-    :func:`_by_row_group` of the whole reads them (a request each on the Hub); None when
-    that would not give the same first rows (:data:`_FIRST_FILE_SAME`) or when there is
-    one shard."""
+def _streamed_tables(data: Any, batch_rows: int) -> Generator[pa.Table, None, None]:
+    """A streamed dataset's rows as Arrow tables of at most ``batch_rows`` rows, in its
+    order, read a Parquet row group at a time (:func:`_by_row_group`) and, where that gives
+    the same rows (:data:`_BY_FILE_SAME`), a shard (a file) after another: each file's
+    footer read when its turn comes, not every file's before the first row, as a resharded
+    whole reads them (a request each on the Hub: a preview, or the first
+    ``max_records_total`` rows, of a dataset of a thousand files would wait for a thousand
+    of them)."""
+    for part in _parts(data):
+        yield from _hf_tables(part, batch_rows)
+
+
+def _parts(data: Any) -> Iterator[Any]:
+    """``data``'s shards one after another, each made as its turn comes and read a row
+    group at a time; or ``data`` whole, a row group at a time (see
+    :func:`_streamed_tables`)."""
     shards = getattr(data, "num_shards", 1)
-    if shards <= 1 or not hasattr(data, "shard") or not _splittable(data, _FIRST_FILE_SAME):
-        return None
-    try:
-        first = data.shard(num_shards=shards, index=0, contiguous=True)
-    except Exception:  # (a dataset that cannot be cut into its shards)
-        return None
-    return _by_row_group(first)
+    if shards > 1 and hasattr(data, "shard") and _splittable(data, _BY_FILE_SAME):
+        try:
+            first = data.shard(num_shards=shards, index=0, contiguous=True)
+        except Exception:  # (a dataset that cannot be cut into its shards)
+            first = None
+        if first is not None:
+            yield _by_row_group(first)
+            for index in range(1, shards):
+                try:
+                    part = data.shard(num_shards=shards, index=index, contiguous=True)
+                except Exception as exc:
+                    raise BatchInputError(
+                        f"Cannot read the streamed dataset: {_short(exc)}"
+                    ) from exc
+                yield _by_row_group(part)
+            return
+    yield _by_row_group(data)
 
 
 def _giving_back(tables: Iterable[pa.Table]) -> Iterator[pa.Table]:
