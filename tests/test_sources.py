@@ -143,8 +143,7 @@ def test_a_streamed_parquet_dataset_is_read_a_row_group_at_a_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A file is one scan per shard, and Arrow keeps what a scan has read until it ends:
-    with a shard per row group, the pass holds one row group at a time, rows in order.
-    The files are read one after the other, each resharded as its turn comes."""
+    with a shard per row group, the pass holds one row group at a time, rows in order."""
     streamed, order = parquet_stream(tmp_path)
     shards = passes_over(monkeypatch)
     source = open_source(streamed)
@@ -152,7 +151,7 @@ def test_a_streamed_parquet_dataset_is_read_a_row_group_at_a_time(
     assert source.read(449, 451)["text"].tolist() == ["row 449", "row 450"]
     split = hasattr(streamed, "reshard")  # (datasets releases of 2026 on)
     assert streamed.num_shards == 2  # type: ignore[attr-defined]
-    assert shards == ([3, 3] if split else [1, 1])  # a file of three row groups, then the next
+    assert shards == ([6] if split else [2])  # (the whole: six row groups of two files)
 
 
 def test_the_first_rows_of_a_streamed_dataset_are_read_from_the_files_they_are_in(
@@ -160,6 +159,8 @@ def test_the_first_rows_of_a_streamed_dataset_are_read_from_the_files_they_are_i
 ) -> None:
     """A sample of a big dataset (``max_records_total``) reads no further than its rows:
     on the Hub, no other file's footer is fetched before they are read."""
+    import datasets
+
     streamed, order = parquet_stream(tmp_path)  # two files of 450 rows
     shards = passes_over(monkeypatch)
     made: list[int] = []
@@ -177,6 +178,17 @@ def test_the_first_rows_of_a_streamed_dataset_are_read_from_the_files_they_are_i
     shards.clear()
     assert list(open_source(streamed, max_records_total=500).frame()["n"]) == order[:500]
     assert made == [0, 1] and shards == [groups, groups]
+    # a stream of more files than are cut at once: cut in parts, and parts of parts
+    files = []
+    for i in range(40):
+        files.append(str(tmp_path / f"small-{i:02d}.parquet"))
+        pq.write_table(pa.table({"n": [3 * i, 3 * i + 1, 3 * i + 2]}), files[-1])
+    many = datasets.load_dataset("parquet", data_files=files, split="train", streaming=True)
+    made.clear()
+    assert list(open_source(many, max_records_total=100).frame()["n"]) == list(range(100))
+    assert list(open_source(many).head(4)["n"]) == [0, 1, 2, 3]
+    assert list(load_rows(many, max_records_total=120)["n"]) == list(range(120))
+    assert sources.FAN_OUT < 40 and max(made) < sources.FAN_OUT
 
 
 def bytes_read() -> int:

@@ -1203,7 +1203,8 @@ def _write_streamed(
 ) -> None:
     """A streamed dataset's rows (its first ``limit``), in one pass, as the Parquet file
     ``target``; ``on_rows_read`` told the rows read so far after each batch."""
-    tables = _streamed_tables(data, BATCH_ROWS)
+    whole = limit is None  # (else a sample of its first rows: the files they are in)
+    tables = _hf_tables(_by_row_group(data), BATCH_ROWS) if whole else _first_tables(data)
     try:
         kept = _giving_back(tables if limit is None else _first_of(tables, limit))
         if on_rows_read is not None:
@@ -1226,8 +1227,8 @@ def _counted(tables: Iterator[pa.Table], told: Callable[[int], None]) -> Iterato
 
 def _first_table(data: Any, rows: int) -> pa.Table | None:
     """The first ``rows`` rows of a streamed dataset (fewer if it has fewer; None: none),
-    read no further than they go (:func:`_streamed_tables`)."""
-    tables = _streamed_tables(data, max(rows, 1))
+    read no further than they go (:func:`_first_tables`)."""
+    tables = _first_tables(data, max(rows, 1))
     try:
         first = list(_first_of(tables, rows))
     finally:
@@ -1314,40 +1315,58 @@ def _by_row_group(data: Any) -> Any:
         return data
 
 
-def _streamed_tables(data: Any, batch_rows: int) -> Generator[pa.Table, None, None]:
-    """A streamed dataset's rows as Arrow tables of at most ``batch_rows`` rows, in its
-    order, read a Parquet row group at a time (:func:`_by_row_group`) and, where that gives
-    the same rows (:data:`_BY_FILE_SAME`), a shard (a file) after another: each file's
-    footer read when its turn comes, not every file's before the first row, as a resharded
-    whole reads them (a request each on the Hub: a preview, or the first
-    ``max_records_total`` rows, of a dataset of a thousand files would wait for a thousand
-    of them)."""
+def _first_tables(data: Any, batch_rows: int = BATCH_ROWS) -> Generator[pa.Table, None, None]:
+    """A streamed dataset's rows from its start, as Arrow tables of at most ``batch_rows``
+    rows, for a preview or a sample (``max_records_total``): read a Parquet row group at a
+    time (:func:`_by_row_group`) and, where that gives the same rows
+    (:data:`_BY_FILE_SAME`), a shard (a file) after another, each file's footer read when
+    its turn comes.  A resharded whole reads every file's footer before its first row (a
+    request each on the Hub: the first rows of a dataset of a thousand files would wait
+    for a thousand of them).  A whole pass reads it whole: cut a file at a time, a stream
+    of 2,000 small files took 4.6 s instead of 2.2."""
     for part in _parts(data):
         yield from _hf_tables(part, batch_rows)
 
 
 def _parts(data: Any) -> Iterator[Any]:
     """``data``'s shards one after another, each made as its turn comes and read a row
-    group at a time; or ``data`` whole, a row group at a time (see
-    :func:`_streamed_tables`)."""
+    group at a time; or ``data`` whole, a row group at a time (see :func:`_first_tables`)."""
     shards = getattr(data, "num_shards", 1)
     if shards > 1 and hasattr(data, "shard") and _splittable(data, _BY_FILE_SAME):
+        parts = _shards_of(data, shards)
         try:
-            first = data.shard(num_shards=shards, index=0, contiguous=True)
+            part = next(parts, None)
         except Exception:  # (a dataset that cannot be cut into its shards)
-            first = None
-        if first is not None:
-            yield _by_row_group(first)
-            for index in range(1, shards):
+            part = None
+        if part is not None:
+            while part is not None:
+                yield _by_row_group(part)
                 try:
-                    part = data.shard(num_shards=shards, index=index, contiguous=True)
+                    part = next(parts, None)
                 except Exception as exc:
                     raise BatchInputError(
                         f"Cannot read the streamed dataset: {_short(exc)}"
                     ) from exc
-                yield _by_row_group(part)
             return
     yield _by_row_group(data)
+
+
+FAN_OUT = 16
+"""A stream of more shards than this is cut into this many parts, each part into as many,
+and so on down to its shards (:func:`_shards_of`)."""
+
+
+def _shards_of(data: Any, shards: int) -> Iterator[Any]:
+    """``data``'s ``shards`` one after another.  A cut costs ``datasets`` time in
+    proportion to the shards it is cut from: 2,000 files cut one by one took 19 s more
+    to read than whole; a part at a time (:data:`FAN_OUT`), the cuts are O(n log n)."""
+    if shards <= FAN_OUT:
+        for index in range(shards):
+            yield data.shard(num_shards=shards, index=index, contiguous=True)
+        return
+    for index in range(FAN_OUT):
+        part = data.shard(num_shards=FAN_OUT, index=index, contiguous=True)
+        yield from _shards_of(part, part.num_shards)
 
 
 def _giving_back(tables: Iterable[pa.Table]) -> Iterator[pa.Table]:

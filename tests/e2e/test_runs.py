@@ -148,8 +148,7 @@ def test_other_sources_run_a_batch_at_a_time_too(
     reading = [f"Reading the rows of {read[kind]}."] if kind in read else []
     batches = (64, 128, 192, 256, 300)
     if kind == "hf-streamed":  # (the one whose rows are counted as they are read)
-        by_file = (64, 100, 164, 200, 264, 300)  # (its three files one after another)
-        reading += [f"Read {n} rows of the streamed dataset so far." for n in by_file]
+        reading += [f"Read {n} rows of the streamed dataset so far." for n in batches]
     assert checking == [*reading, *(f"Checked {n} of 300 rows." for n in batches)]
     assert out["error"].isna().all()
     assert list(out["topic"]) == list(df["topic"]) and list(out["n"]) == list(df["n"])
