@@ -1358,8 +1358,8 @@ and so on down to its shards (:func:`_shards_of`)."""
 
 def _shards_of(data: Any, shards: int) -> Iterator[Any]:
     """``data``'s ``shards`` one after another.  A cut costs ``datasets`` time in
-    proportion to the shards it is cut from: 2,000 files cut one by one took 19 s more
-    to read than whole; a part at a time (:data:`FAN_OUT`), the cuts are O(n log n)."""
+    proportion to the shards it is cut from: 2,000 small files cut one by one took 19 s to
+    read (2 s whole); a part at a time (:data:`FAN_OUT`), 4.6 s: the cuts are O(n log n)."""
     if shards <= FAN_OUT:
         for index in range(shards):
             yield data.shard(num_shards=shards, index=index, contiguous=True)
