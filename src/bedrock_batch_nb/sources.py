@@ -1203,8 +1203,8 @@ def _write_streamed(
 ) -> None:
     """A streamed dataset's rows (its first ``limit``), in one pass, as the Parquet file
     ``target``; ``on_rows_read`` told the rows read so far after each batch."""
-    whole = limit is None  # (else a sample of its first rows: the files they are in)
-    tables = _hf_tables(_by_row_group(data), BATCH_ROWS) if whole else _first_tables(data)
+    # (a sample of its first rows, under a limit: read from the files they are in)
+    tables = _hf_tables(_by_row_group(data), BATCH_ROWS) if limit is None else _first_tables(data)
     try:
         kept = _giving_back(tables if limit is None else _first_of(tables, limit))
         if on_rows_read is not None:
@@ -1332,23 +1332,21 @@ def _parts(data: Any) -> Iterator[Any]:
     """``data``'s shards one after another, each made as its turn comes and read a row
     group at a time; or ``data`` whole, a row group at a time (see :func:`_first_tables`)."""
     shards = getattr(data, "num_shards", 1)
-    if shards > 1 and hasattr(data, "shard") and _splittable(data, _BY_FILE_SAME):
-        parts = _shards_of(data, shards)
+    by_file = shards > 1 and hasattr(data, "shard") and _splittable(data, _BY_FILE_SAME)
+    parts: Iterator[Any] = _shards_of(data, shards) if by_file else iter(())
+    try:
+        part = next(parts, None)
+    except Exception:  # (a dataset that cannot be cut into its shards)
+        part = None
+    if part is None:
+        yield _by_row_group(data)
+        return
+    while part is not None:
+        yield _by_row_group(part)
         try:
             part = next(parts, None)
-        except Exception:  # (a dataset that cannot be cut into its shards)
-            part = None
-        if part is not None:
-            while part is not None:
-                yield _by_row_group(part)
-                try:
-                    part = next(parts, None)
-                except Exception as exc:
-                    raise BatchInputError(
-                        f"Cannot read the streamed dataset: {_short(exc)}"
-                    ) from exc
-            return
-    yield _by_row_group(data)
+        except Exception as exc:
+            raise BatchInputError(f"Cannot read the streamed dataset: {_short(exc)}") from exc
 
 
 FAN_OUT = 16
